@@ -1,0 +1,5 @@
+import sys
+
+from fibkit.cli import main
+
+sys.exit(main())
