@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -180,7 +181,10 @@ def cmd_sanitize(args) -> int:
     _need_gpu("sanitize")
     text = sanitize(args.definition, args.variant, args.workload, args.seed, args.tool)
     print(text)
-    return EXIT_OK if "ERROR SUMMARY: 0 errors" in text or "No issues" in text else EXIT_FAILED
+    # flashinfer-bench's report says "<tool> passed successfully" per tool, and quotes
+    # compute-sanitizer's "ERROR SUMMARY: N errors" when a tool finds something.
+    found = re.search(r"ERROR SUMMARY: [1-9]", text) or re.search(r"\bfailed\b", text, re.I)
+    return EXIT_FAILED if found else EXIT_OK
 
 
 def cmd_profile(args) -> int:

@@ -3,12 +3,18 @@ fix for bf16 dots."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "flashinfer-trace"
+
+
+def pytest_configure(config):
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        patch_interpreter_bf16_dot()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,7 +59,7 @@ def patch_interpreter_bf16_dot():
     original = builder.create_dot
 
     def widen(t):
-        if t.dtype.is_bf16() if hasattr(t.dtype, "is_bf16") else False:
+        if t.dtype.is_bf16():
             bits = t.data.astype(np.uint32) << 16
             return interpreter.TensorHandle(bits.view(np.float32), interpreter.tl.float32)
         return t

@@ -10,7 +10,6 @@ worker imports this module and registers the evaluator there too.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -144,31 +143,29 @@ def _one_workload_dataset(spec, uuid: Optional[str], seed: int, tmp: Path):
     return Workload.model_validate(workload_record(wl)["workload"])
 
 
-def sanitize(definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
-             tools: Optional[List[str]] = None) -> str:
-    from flashinfer_bench.agents import flashinfer_bench_run_sanitizer
-
+def _run_tool(tool, definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
+              **options) -> str:
+    """Run one of flashinfer-bench's agent tools on one workload (default: the smallest) of a
+    one-workload dataset written to a temporary folder."""
     from fibkit import catalog
     from fibkit.evaluate import solution as solution_lib
 
     spec = catalog.resolve(definition)
-    with tempfile.TemporaryDirectory(prefix="fibkit-sanitize-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fibkit-tool-") as tmp:
         wl = _one_workload_dataset(spec, uuid, seed, Path(tmp))
-        return flashinfer_bench_run_sanitizer(
-            solution_lib.pack(spec.solution_dir(variant)), wl, trace_set_path=tmp,
-            sanitizer_types=tools)
+        return tool(solution_lib.pack(spec.solution_dir(variant)), wl, trace_set_path=tmp, **options)
+
+
+def sanitize(definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
+             tools: Optional[List[str]] = None) -> str:
+    from flashinfer_bench.agents import flashinfer_bench_run_sanitizer
+
+    return _run_tool(flashinfer_bench_run_sanitizer, definition, variant, uuid, seed,
+                     sanitizer_types=tools)
 
 
 def profile(definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
             kernel: Optional[str] = None) -> str:
     from flashinfer_bench.agents import flashinfer_bench_run_ncu
 
-    from fibkit import catalog
-    from fibkit.evaluate import solution as solution_lib
-
-    spec = catalog.resolve(definition)
-    with tempfile.TemporaryDirectory(prefix="fibkit-ncu-") as tmp:
-        wl = _one_workload_dataset(spec, uuid, seed, Path(tmp))
-        return flashinfer_bench_run_ncu(
-            solution_lib.pack(spec.solution_dir(variant)), wl, trace_set_path=tmp,
-            kernel_name=kernel)
+    return _run_tool(flashinfer_bench_run_ncu, definition, variant, uuid, seed, kernel_name=kernel)

@@ -40,6 +40,7 @@ class RunOptions:
     limit: Optional[int] = None  # first N workloads (after --quick selection)
     smallest: Optional[int] = None  # the N cheapest workloads (interpreter checks)
     verbose: bool = False
+    solution_dir: Optional[Path] = None  # evaluate this folder instead of the variant's
 
 
 class WorkloadSource:
@@ -134,7 +135,7 @@ def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
     cache = ReferenceCache(opts.cache_dir, catalog.reference_source(spec), data_tag)
     gpu = gpu_name(device)
 
-    sol = solution_lib.load(spec.solution_dir(variant), definition)
+    sol = solution_lib.load(opts.solution_dir or spec.solution_dir(variant), definition)
     dps = sol.metadata.destination_passing_style
     peer_fns: Dict[str, tuple] = {}
     if opts.peers and opts.timing:

@@ -1,0 +1,65 @@
+"""The library API: clear errors on bad input, correct results on good input (CPU)."""
+import pytest
+import torch
+
+from fibkit import ops
+from fibkit.dataset import dsa, gdn
+from fibkit.references import gdn_decode_qk4_v8_d128_k_last as decode_ref
+
+
+def decode_args(batch=2):
+    x = gdn.synthesize("gdn_decode_qk4_v8_d128_k_last", {"batch_size": batch},
+                       torch.Generator().manual_seed(0), "cpu")
+    return [x["q"], x["k"], x["v"], x["state"], x["A_log"], x["a"], x["dt_bias"], x["b"]]
+
+
+def test_gdn_decode_matches_reference():
+    args = decode_args()
+    out, state = ops.gdn_decode(*args)
+    ref_out, ref_state = decode_ref.run(*args, 0.0)
+    assert torch.allclose(out.float(), ref_out.float(), atol=1e-2)
+    assert torch.allclose(state, ref_state, atol=1e-5)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda a: a.__setitem__(0, a[0].float()), "must be torch.bfloat16"),
+    (lambda a: a.__setitem__(2, a[2][:1]), "batch_size = 1, expected 2"),
+    (lambda a: a.__setitem__(3, a[3].transpose(-1, -2)), "contiguous"),
+    (lambda a: a.__setitem__(4, torch.zeros(4)), "num_v_heads = 4, expected 8"),
+    (lambda a: a.__setitem__(1, [1, 2]), "must be a torch.Tensor"),
+])
+def test_gdn_decode_rejects_bad_input(mutate, match):
+    args = decode_args()
+    mutate(args)
+    with pytest.raises(ValueError, match=match):
+        ops.gdn_decode(*args)
+
+
+def test_dsa_attention_rejects_out_of_range_indices():
+    g = torch.Generator().manual_seed(0)
+    q_nope, q_pe = torch.randn(1, 16, 512).bfloat16(), torch.randn(1, 16, 64).bfloat16()
+    ckv, kpe = torch.randn(4, 64, 512).bfloat16(), torch.randn(4, 64, 64).bfloat16()
+    idx = dsa.sparse_indices(1, 4, g, "cpu")
+    out, lse = ops.dsa_sparse_attention(q_nope, q_pe, ckv, kpe, idx, 0.1)
+    assert torch.isfinite(lse).all()
+    idx[0, 0] = 4 * 64
+    with pytest.raises(ValueError, match="outside"):
+        ops.dsa_sparse_attention(q_nope, q_pe, ckv, kpe, idx, 0.1)
+    with pytest.raises(ValueError, match="int32"):
+        ops.dsa_sparse_attention(q_nope, q_pe, ckv, kpe, idx.long(), 0.1)
+
+
+def test_indexer_rejects_bad_tables():
+    g = torch.Generator().manual_seed(0)
+    lens, table = dsa.indexer_tables(2, 33, 100, g, "cpu")
+    args = [torch.randn(2, 64, 128).to(torch.float8_e4m3fn), dsa.random_k_cache((100, 64, 1, 132), g, "cpu"),
+            torch.randn(2, 64), lens, table]
+    assert ops.dsa_topk_indexer(*args).shape == (2, 2048)
+    table[0, 0] = 100
+    with pytest.raises(ValueError, match="block_table"):
+        ops.dsa_topk_indexer(*args)
+
+
+def test_moe_rejects_bad_offset():
+    with pytest.raises(ValueError, match="local_expert_offset"):
+        ops.moe_fp8_block_scale(*[None] * 8, 240, 2.5)
