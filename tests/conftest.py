@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "flashinfer-trace"
+# The official data beside the checkout; FIBKIT_SHARED points elsewhere (the GPU device machine
+# receives only the checkout, so a copy travels there inside it).
+SHARED = Path(os.environ.get("FIBKIT_SHARED",
+                             Path(__file__).resolve().parents[2] / "shared" / "flashinfer-trace"))
 
 
 def pytest_configure(config):
