@@ -8,7 +8,7 @@ the sorted scores at the returned indices match the sorted reference scores.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Optional
 
 import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -188,7 +188,6 @@ def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
             if verdict.passed:
                 args = list(kept) + (poisoned_outputs(definition, wl.axes, device) if dps else [])
                 row["latency_us"] = timing.time_us(sol, args, opts.warmup, opts.iters)
-                row["speedup_vs_reference"] = None
                 warm, iters = spec.reference_timing
                 row["reference_latency_us"] = cache.latency(
                     spec.name, wl.uuid, opts.seed, gpu, lambda: timing.time_us(reference, kept, warm, iters))
