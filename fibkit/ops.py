@@ -41,7 +41,8 @@ def _validate(name: str, args: Sequence[Any]) -> Dict[str, int]:
                 raise ValueError(f"{name}: {arg_name} must be a Python number, got {type(value).__name__}")
             continue
         if value is None:
-            if getattr(spec, "optional", False) or arg_name == "state":
+            # flashinfer-bench 0.1.2's TensorSpec drops "optional": read it from our JSON.
+            if catalog.definition_dict(name)["inputs"][arg_name].get("optional", False):
                 continue
             raise ValueError(f"{name}: {arg_name} is required")
         if not isinstance(value, torch.Tensor):

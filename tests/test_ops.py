@@ -63,3 +63,13 @@ def test_indexer_rejects_bad_tables():
 def test_moe_rejects_bad_offset():
     with pytest.raises(ValueError, match="local_expert_offset"):
         ops.moe_fp8_block_scale(*[None] * 8, 240, 2.5)
+
+
+def test_optional_state_and_required_inputs():
+    args = decode_args()
+    out, state = ops.gdn_decode(*args[:3], None, *args[4:])  # state None means zeros
+    ref_out, ref_state = decode_ref.run(*args[:3], None, *args[4:], 0.0)
+    assert torch.allclose(state, ref_state, atol=1e-5)
+    args[0] = None
+    with pytest.raises(ValueError, match="q is required"):
+        ops.gdn_decode(*args)
