@@ -8,7 +8,7 @@ the evaluator and the report read this table instead of branching on names.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
@@ -175,13 +175,14 @@ SPECS: Dict[str, DefSpec] = {
             name="gdn_decode_qk4_v8_d128_k_last",
             alias="gdn_decode", track="gated_delta_net", op_type="gdn", size_axis="batch_size",
             judge=Judge(), cost=_gdn_decode_cost, peers=("torch", "fla"),
-            reference_timing=(3, 10),
+            reference_timing=(3, 10), default_variant="triton",
         ),
         DefSpec(
             name="gdn_prefill_qk4_v8_d128_k_last",
             alias="gdn_prefill", track="gated_delta_net", op_type="gdn",
             size_axis="total_seq_len", judge=Judge(), cost=_gdn_prefill_cost,
             peers=("torch", "fla"), reference_timing=(1, 3), quick_count=5,
+            default_variant="triton",
         ),
     ]
 }

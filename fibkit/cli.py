@@ -6,7 +6,6 @@ could not be carried out (bad arguments, no GPU for a GPU verb, a broken solutio
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
@@ -102,12 +101,12 @@ def _compare_with_harness(specs, results, args, opts) -> int:
 
 
 def cmd_check(args) -> int:
-    from fibkit import catalog
-
     specs = _defs(args.definitions)
     if args.interpret:
-        # Triton's interpreter runs kernels on the CPU with numpy; set before triton is imported.
-        os.environ["TRITON_INTERPRET"] = "1"
+        # Triton's interpreter runs kernels on the CPU with numpy; set before any kernel compiles.
+        from fibkit.evaluate import interpreter
+
+        interpreter.enable()
         from fibkit.evaluate.solution import read_config
 
         chosen = []
@@ -145,7 +144,8 @@ def cmd_bench(args) -> int:
     out = Path(args.results)
     for res in results:
         report.write_result(res, out)
-    md = report.write_markdown(results, out)
+    # The report covers every definition benched on this GPU so far, not only this run's.
+    md = report.write_markdown(report.load_results(out, results[0]["gpu"]), out)
     print(f"\nresults and report in {md.parent}")
     print("\n".join(report.summary_line(r) for r in results))
     bad = sum(r["status"] != "PASSED" for res in results for r in res["workloads"])

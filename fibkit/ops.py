@@ -85,9 +85,11 @@ def gdn_decode(q, k, v, state, A_log, a, dt_bias, b, scale: float = 0.0):
     return _call(name, args, _validate(name, args))
 
 
-def gdn_prefill(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale: float = 0.0):
+def gdn_prefill(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale: float = 0.0,
+                check_indices: bool = True):
     """Gated-delta-net prefill over packed sequences. q, k [T, 4, 128]; v [T, 8, 128]; a, b
-    [T, 8]; cu_seqlens [N + 1] int64; state [N, 8, 128, 128] fp32 or None.
+    [T, 8]; cu_seqlens [N + 1] int64 (0 first, non-decreasing, T last; empty sequences are
+    allowed and carry their state through); state [N, 8, 128, 128] fp32 or None.
     Returns (output [T, 8, 128] bf16, new_state [N, 8, 128, 128] fp32)."""
     name = "gdn_prefill_qk4_v8_d128_k_last"
     args = [q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, float(scale)]
@@ -97,6 +99,11 @@ def gdn_prefill(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale: float =
     axes["num_seqs"] = axes["len_cu_seqlens"] - 1
     if state is not None and state.shape[0] != axes["num_seqs"]:
         raise ValueError(f"{name}: state has {state.shape[0]} sequences, cu_seqlens {axes['num_seqs']}")
+    if check_indices:
+        cu = cu_seqlens.tolist()
+        if cu[0] != 0 or cu[-1] != q.shape[0] or any(x > y for x, y in zip(cu, cu[1:])):
+            raise ValueError(f"{name}: cu_seqlens must start at 0, never decrease and end at "
+                             f"T = {q.shape[0]}; got {cu if len(cu) <= 8 else cu[:4] + ['...'] + cu[-2:]}")
     return _call(name, args, axes)
 
 

@@ -77,6 +77,13 @@ def write_result(result: dict, out_root: Path) -> Path:
     return path
 
 
+def load_results(out_root: Path, gpu: str) -> List[dict]:
+    """Every definition's result JSON under out_root for this GPU, in catalog order."""
+    d = Path(out_root) / gpu_dirname(gpu)
+    found = {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")}
+    return [found[name] for name in catalog.SPECS if name in found]
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 

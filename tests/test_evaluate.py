@@ -1,5 +1,4 @@
 """The evaluator catches deliberately wrong solutions, and judges like the contest."""
-import math
 import shutil
 from pathlib import Path
 

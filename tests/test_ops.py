@@ -73,3 +73,29 @@ def test_optional_state_and_required_inputs():
     args[0] = None
     with pytest.raises(ValueError, match="q is required"):
         ops.gdn_decode(*args)
+
+
+def prefill_args(lengths=(5, 0, 9)):
+    x = gdn.synthesize("gdn_prefill_qk4_v8_d128_k_last",
+                       {"total_seq_len": sum(lengths), "num_seqs": len(lengths)},
+                       torch.Generator().manual_seed(0), "cpu")
+    cu = torch.tensor([0, *lengths]).cumsum(0)
+    return [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]] + [cu]
+
+
+def test_gdn_prefill_runs_the_default_solution():
+    from fibkit.references import gdn_prefill_qk4_v8_d128_k_last as prefill_ref
+
+    args = prefill_args()
+    out, state = ops.gdn_prefill(*args)
+    ref_out, ref_state = prefill_ref.run(*args, 0.0)
+    assert torch.allclose(out.float(), ref_out.float(), atol=1e-2)
+    assert torch.allclose(state, ref_state, atol=1e-3)
+
+
+@pytest.mark.parametrize("cu", [[1, 5, 5, 14], [0, 5, 5, 13], [0, 6, 5, 14]])
+def test_gdn_prefill_rejects_bad_cu_seqlens(cu):
+    args = prefill_args()
+    args[8] = torch.tensor(cu)
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0"):
+        ops.gdn_prefill(*args)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from conftest import official_reference
-from fibkit import catalog
 from fibkit.dataset import dsa, gdn
 from fibkit.references import (dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64 as attn,
                                dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 as indexer,

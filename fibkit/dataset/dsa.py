@@ -28,7 +28,7 @@ def sparse_indices(num_tokens, num_pages, gen, device):
     max_tokens = (num_pages // seqs) * PAGE
     lengths = _sequence_lengths(seqs, gen, device, high=min(80_000, max_tokens)).clamp(max=max_tokens)
     pages = torch.randperm(num_pages, generator=gen, device=device)
-    rows, used = [], 0
+    rows = []
     for t in range(num_tokens):
         s = 0 if one_sequence else t
         seq_len = int(lengths[s]) + (t if one_sequence else 0)

@@ -190,7 +190,7 @@ def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
                 row["latency_us"] = timing.time_us(sol, args, opts.warmup, opts.iters)
                 warm, iters = spec.reference_timing
                 row["reference_latency_us"] = cache.latency(
-                    spec.name, wl.uuid, opts.seed, gpu, lambda: timing.time_us(reference, kept, warm, iters))
+                    spec.name, wl.uuid, opts.seed, gpu, lambda args=kept: timing.time_us(reference, args, warm, iters))
                 row["speedup_vs_reference"] = row["reference_latency_us"] / row["latency_us"]
                 row["floor_fraction"] = cost.floor_us / row["latency_us"]
             row["peers"], row["peer_status"] = {}, {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import warnings
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Callable, Sequence
 
 
 def cupti_available() -> bool:
