@@ -33,13 +33,17 @@ def _defs(names):
         raise UsageError(e.args[0]) from e
 
 
-def _need_gpu(verb: str) -> None:
+def _need_gpu(verb: str, gpus: int = 1) -> None:
     import torch
 
+    if gpus < 1:
+        raise UsageError(f"{verb}: --gpus must be at least 1, got {gpus}")
     if not torch.cuda.is_available():
         raise UsageError(f"{verb}: no CUDA GPU on this machine; it times kernels on a GPU "
                          f"(on a CPU machine, `fibkit check --interpret` runs the Triton solutions "
                          f"through the interpreter)")
+    if gpus > torch.cuda.device_count():
+        raise UsageError(f"{verb}: --gpus {gpus}, but this host has {torch.cuda.device_count()} GPU(s)")
 
 
 def _options(args, **over):
@@ -65,13 +69,17 @@ def cmd_dataset(args) -> int:
     return EXIT_OK
 
 
-def _run(specs, opts) -> List[dict]:
+def _run(specs, opts, gpus: int = 1) -> List[dict]:
     from fibkit import report
     from fibkit.evaluate.runner import evaluate_definition
 
+    if gpus > 1:
+        from fibkit.evaluate.spread import evaluate_spread
+
+        spread = evaluate_spread(specs, opts, [f"cuda:{i}" for i in range(gpus)])
     results = []
-    for spec in specs:
-        result = evaluate_definition(spec, opts, progress=_progress())
+    for k, spec in enumerate(specs):
+        result = spread[k] if gpus > 1 else evaluate_definition(spec, opts, progress=_progress())
         print(f"\n== {spec.alias} ({spec.name}), solution {result['solution']}")
         print(report.table(result))
         print(report.summary_line(result))
@@ -123,9 +131,9 @@ def cmd_check(args) -> int:
                             smallest=args.smallest)
             failed += sum(r["status"] != "PASSED" for r in _run([spec], opts)[0]["workloads"])
         return EXIT_FAILED if failed else EXIT_OK
-    _need_gpu("check")
+    _need_gpu("check", args.gpus)
     opts = _options(args, timing=False)
-    results = _run(specs, opts)
+    results = _run(specs, opts, args.gpus)
     bad = sum(r["status"] != "PASSED" for res in results for r in res["workloads"])
     print(f"\n{'all passed' if not bad else f'{bad} workload(s) failed'}")
     code = EXIT_FAILED if bad else EXIT_OK
@@ -137,10 +145,10 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     from fibkit import report
 
-    _need_gpu("bench")
+    _need_gpu("bench", args.gpus)
     specs = _defs(args.definitions)
     opts = _options(args, warmup=args.warmup, iters=args.iters, peers=not args.no_peers)
-    results = _run(specs, opts)
+    results = _run(specs, opts, args.gpus)
     out = Path(args.results)
     for res in results:
         report.write_result(res, out)
@@ -216,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quick", action="store_true", help="a representative subset of each definition's workloads")
         sp.add_argument("--limit", type=int, help="at most N workloads per definition")
         sp.add_argument("--no-cache", action="store_true", help="recompute reference outputs and latencies")
+        sp.add_argument("--gpus", type=int, default=1,
+                        help="spread workloads over this many GPUs of this host (one process each)")
         sp.add_argument("--harness", choices=["fibkit", "flashinfer-bench"], default="fibkit",
                         help="flashinfer-bench: also run flashinfer_bench.Benchmark on the same "
                              "solutions and workloads and compare statuses")

@@ -8,7 +8,7 @@ import json
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -41,6 +41,7 @@ class RunOptions:
     smallest: Optional[int] = None  # the N cheapest workloads (interpreter checks)
     verbose: bool = False
     solution_dir: Optional[Path] = None  # evaluate this folder instead of the variant's
+    shard: Optional[Tuple[int, int]] = None  # (i, n): only workloads i, i + n, ... (one GPU of n)
 
 
 class WorkloadSource:
@@ -93,7 +94,8 @@ def select(spec: DefSpec, workloads: List[WorkloadSpec], opts: RunOptions) -> Li
         n = min(spec.quick_count, len(ordered))
         picks = sorted({round(i * (len(ordered) - 1) / max(n - 1, 1)) for i in range(n)})
         workloads = [ordered[i] for i in picks]
-    return workloads[: opts.limit] if opts.limit else workloads
+    workloads = workloads[: opts.limit] if opts.limit else workloads
+    return workloads[opts.shard[0]::opts.shard[1]] if opts.shard else workloads
 
 
 def _sync(device):
