@@ -7,18 +7,24 @@ from fibkit.dataset import dsa, gdn
 from fibkit.references import gdn_decode_qk4_v8_d128_k_last as decode_ref
 
 
+def gdn_args(name, axes):
+    x = gdn.synthesize(name, axes, torch.Generator().manual_seed(0), "cpu")
+    return [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]]
+
+
 def decode_args(batch=2):
-    x = gdn.synthesize("gdn_decode_qk4_v8_d128_k_last", {"batch_size": batch},
-                       torch.Generator().manual_seed(0), "cpu")
-    return [x["q"], x["k"], x["v"], x["state"], x["A_log"], x["a"], x["dt_bias"], x["b"]]
+    return gdn_args("gdn_decode_qk4_v8_d128_k_last", {"batch_size": batch})
+
+
+def assert_gdn_matches_reference(op, reference, args, state_atol):
+    out, state = op(*args)
+    ref_out, ref_state = reference.run(*args, 0.0)
+    assert torch.allclose(out.float(), ref_out.float(), atol=1e-2)
+    assert torch.allclose(state, ref_state, atol=state_atol)
 
 
 def test_gdn_decode_matches_reference():
-    args = decode_args()
-    out, state = ops.gdn_decode(*args)
-    ref_out, ref_state = decode_ref.run(*args, 0.0)
-    assert torch.allclose(out.float(), ref_out.float(), atol=1e-2)
-    assert torch.allclose(state, ref_state, atol=1e-5)
+    assert_gdn_matches_reference(ops.gdn_decode, decode_ref, decode_args(), 1e-5)
 
 
 @pytest.mark.parametrize("mutate,match", [
@@ -76,21 +82,14 @@ def test_optional_state_and_required_inputs():
 
 
 def prefill_args(lengths=(5, 0, 9)):
-    x = gdn.synthesize("gdn_prefill_qk4_v8_d128_k_last",
-                       {"total_seq_len": sum(lengths), "num_seqs": len(lengths)},
-                       torch.Generator().manual_seed(0), "cpu")
-    cu = torch.tensor([0, *lengths]).cumsum(0)
-    return [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]] + [cu]
+    axes = {"total_seq_len": sum(lengths), "num_seqs": len(lengths)}
+    return gdn_args("gdn_prefill_qk4_v8_d128_k_last", axes) + [torch.tensor([0, *lengths]).cumsum(0)]
 
 
 def test_gdn_prefill_runs_the_default_solution():
     from fibkit.references import gdn_prefill_qk4_v8_d128_k_last as prefill_ref
 
-    args = prefill_args()
-    out, state = ops.gdn_prefill(*args)
-    ref_out, ref_state = prefill_ref.run(*args, 0.0)
-    assert torch.allclose(out.float(), ref_out.float(), atol=1e-2)
-    assert torch.allclose(state, ref_state, atol=1e-3)
+    assert_gdn_matches_reference(ops.gdn_prefill, prefill_ref, prefill_args(), 1e-3)
 
 
 @pytest.mark.parametrize("cu", [[1, 5, 5, 14], [0, 5, 5, 13], [0, 6, 5, 14]])

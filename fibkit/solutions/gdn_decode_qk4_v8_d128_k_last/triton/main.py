@@ -8,8 +8,8 @@ The step is memory-bound on the state (64 KiB read + 64 KiB written per sequence
 and every state row v is independent:
     S_v <- g S_v;  S_v <- S_v + beta (v_v - S_v.k) k;  o_v = scale S_v.q
 so a program owns BV rows of one (sequence, head), loads them once, keeps them in registers
-for both reductions and the rank-1 update, and writes them once. Small batches use small BV
-so that enough programs exist to keep every SM's loads in flight.
+for both reductions and the rank-1 update, and writes them once. Programs are small (8 rows,
+one warp) so that even at batch 1 there are enough of them to keep every SM's loads in flight.
 """
 import triton
 import triton.language as tl

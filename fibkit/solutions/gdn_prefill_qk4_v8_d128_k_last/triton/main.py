@@ -1,4 +1,5 @@
-"""GDN prefill over packed variable-length sequences: the chunked delta rule in one launch.
+"""GDN prefill over packed variable-length sequences: the chunked delta rule, one launch (up to
+1024 tokens) or one launch per role (see launch_config).
 
 Shapes: q, k [T, 4, 128] bf16; v [T, 8, 128] bf16; a, b [T, 8] bf16; A_log, dt_bias [8] fp32;
 cu_seqlens [N + 1] int64; state / new_state [N, 8, 128 (V), 128 (K)] fp32, k-last; output
