@@ -163,13 +163,13 @@ SPECS: Dict[str, DefSpec] = {
             name="dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",
             alias="dsa_attention", track="sparse_attention", op_type="dsa_paged",
             size_axis="num_tokens", judge=Judge(), cost=_dsa_attention_cost,
-            reference_timing=(3, 10),
+            reference_timing=(3, 10), default_variant="triton",
         ),
         DefSpec(
             name="dsa_topk_indexer_fp8_h64_d128_topk2048_ps64",
             alias="dsa_indexer", track="sparse_attention", op_type="dsa_paged",
             size_axis="max_num_pages", judge=Judge(kind="topk_set"), cost=_dsa_indexer_cost,
-            reference_timing=(3, 10), quick_count=6,
+            reference_timing=(3, 10), quick_count=6, default_variant="triton",
         ),
         DefSpec(
             name="gdn_decode_qk4_v8_d128_k_last",

@@ -135,13 +135,15 @@ def _sm_count(device) -> int:
 
 def launch_config(tokens: int, sm_count: int, on_gpu: bool = True) -> dict:
     """Splits so that all of a token's programs fit on the SMs at once (the fused combine waits
-    for them), as many as that allows up to 64 (32 slots each). Off the GPU (the interpreter)
-    the combine is separate: programs there run one at a time and could not wait."""
+    for them), as many as that allows up to 64, each walking its slots BN = 32 or 64 at a time
+    (the H200 sweep in docs/perf-notes.md). Off the GPU (the interpreter) the combine is
+    separate: programs there run one at a time and could not wait."""
     splits = 64
     while splits > 1 and tokens * splits > sm_count:
         splits //= 2
     fused = on_gpu and splits > 1
-    return dict(combine="fused" if fused else "separate", splits=splits, block_n=32, num_warps=4)
+    return dict(combine="fused" if fused else "separate", splits=splits,
+                block_n=min(64, TOPK // splits), num_warps=4, num_stages=3)
 
 
 def run(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output, lse):
@@ -155,7 +157,8 @@ def launch(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output,
         return
     on_gpu = q_nope.device.type == "cuda"
     cfg = dict(launch_config(tokens, _sm_count(q_nope.device), on_gpu), **(config or {}))
-    splits, block_n = cfg["splits"], cfg["block_n"]
+    splits = cfg["splits"]
+    block_n = cfg["block_n"] if "block_n" in (config or {}) else min(64, TOPK // splits)
     if TOPK % (splits * block_n) or (cfg["combine"] == "fused" and D_CKV % splits):
         raise ValueError(f"dsa attention: splits {splits} x block {block_n} must divide {TOPK}")
     acc = torch.empty(tokens * splits, HEADS, D_CKV, dtype=torch.float32, device=q_nope.device)
@@ -165,7 +168,7 @@ def launch(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output,
     dsa_split_kernel[(tokens, splits)](
         q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, output, lse, acc, ml, counts,
         float(sm_scale) * LOG2E, FUSED=fused, SPLITS=splits, BN=block_n, H=HEADS, DC=D_CKV,
-        DP=D_KPE, N=TOPK, num_warps=cfg["num_warps"])
+        DP=D_KPE, N=TOPK, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if not fused:
         cols = 128
         dsa_combine_kernel[(tokens, HEADS, D_CKV // cols)](
