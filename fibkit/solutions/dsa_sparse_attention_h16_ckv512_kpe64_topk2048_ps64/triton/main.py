@@ -112,19 +112,15 @@ def dsa_combine_kernel(acc_ptr, ml_ptr, out_ptr, lse_ptr,
              out_ptr, lse_ptr, block == 0, SPLITS, H, DC)
 
 
-class _Counters:
-    """Per-device per-token counters for the fused combine, zeroed once; the kernel resets them."""
+# per device: per-token counters of the fused combine, zeroed once; the kernel re-zeroes them
+_COUNTERS = {}
 
-    buffers = {}
 
-    @classmethod
-    def get(cls, device, tokens):
-        key = (device.type, device.index)
-        buf = cls.buffers.get(key)
-        if buf is None or buf.numel() < tokens:
-            buf = torch.zeros(max(tokens, 1024), dtype=torch.int32, device=device)
-            cls.buffers[key] = buf
-        return buf
+def _token_counters(device, tokens):
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < tokens:
+        buf = _COUNTERS[device] = torch.zeros(max(tokens, 1024), dtype=torch.int32, device=device)
+    return buf
 
 
 def _sm_count(device) -> int:
@@ -135,15 +131,14 @@ def _sm_count(device) -> int:
 
 def launch_config(tokens: int, sm_count: int, on_gpu: bool = True) -> dict:
     """Splits so that all of a token's programs fit on the SMs at once (the fused combine waits
-    for them), as many as that allows up to 64, each walking its slots BN = 32 or 64 at a time
-    (the H200 sweep in docs/perf-notes.md). Off the GPU (the interpreter) the combine is
+    for them), as many as that allows up to 64. Off the GPU (the interpreter) the combine is
     separate: programs there run one at a time and could not wait."""
     splits = 64
     while splits > 1 and tokens * splits > sm_count:
         splits //= 2
     fused = on_gpu and splits > 1
-    return dict(combine="fused" if fused else "separate", splits=splits,
-                block_n=min(64, TOPK // splits), num_warps=4, num_stages=3)
+    return dict(combine="fused" if fused else "separate", splits=splits, num_warps=4,
+                num_stages=3)
 
 
 def run(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output, lse):
@@ -158,13 +153,13 @@ def launch(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output,
     on_gpu = q_nope.device.type == "cuda"
     cfg = dict(launch_config(tokens, _sm_count(q_nope.device), on_gpu), **(config or {}))
     splits = cfg["splits"]
-    block_n = cfg["block_n"] if "block_n" in (config or {}) else min(64, TOPK // splits)
+    block_n = cfg.get("block_n", min(64, TOPK // splits))  # slots per step (H200 sweep: 32-64)
     if TOPK % (splits * block_n) or (cfg["combine"] == "fused" and D_CKV % splits):
         raise ValueError(f"dsa attention: splits {splits} x block {block_n} must divide {TOPK}")
     acc = torch.empty(tokens * splits, HEADS, D_CKV, dtype=torch.float32, device=q_nope.device)
     ml = torch.empty(tokens * splits, 2, HEADS, dtype=torch.float32, device=q_nope.device)
     fused = cfg["combine"] == "fused"
-    counts = _Counters.get(q_nope.device, tokens) if fused else acc
+    counts = _token_counters(q_nope.device, tokens) if fused else acc
     dsa_split_kernel[(tokens, splits)](
         q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, output, lse, acc, ml, counts,
         float(sm_scale) * LOG2E, FUSED=fused, SPLITS=splits, BN=block_n, H=HEADS, DC=D_CKV,
