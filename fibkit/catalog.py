@@ -157,7 +157,7 @@ SPECS: Dict[str, DefSpec] = {
             name="moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048",
             alias="moe", track="fused_moe", op_type="moe", size_axis="seq_len",
             judge=Judge(atol=1.0, rtol=0.3, required_ratio=0.9), cost=_moe_cost,
-            reference_timing=(1, 3), quick_count=4,
+            reference_timing=(1, 3), quick_count=4, default_variant="triton",
         ),
         DefSpec(
             name="dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",

@@ -1,5 +1,5 @@
 """Shared test set-up: the `gpu` marker, the ../shared official data, and the Triton interpreter
-fix for bf16 dots."""
+fixes for bf16 (dot, rounding)."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ def pytest_configure(config):
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
     if os.environ.get("TRITON_INTERPRET") == "1":
-        patch_interpreter_bf16_dot()
+        patch_interpreter()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,12 +54,12 @@ def official_reference(name: str):
     return namespace["run"]
 
 
-def patch_interpreter_bf16_dot():
-    """The interpreter's bf16 tl.dot fix (triton issue 11584); lives in the package so that
-    `fibkit check --interpret` applies it too."""
-    from fibkit.evaluate.interpreter import patch_bf16_dot
+def patch_interpreter():
+    """The interpreter's bf16 fixes (tl.dot, triton issue 11584; float32 -> bf16 rounding); they
+    live in the package so that `fibkit check --interpret` applies them too."""
+    from fibkit.evaluate.interpreter import patch
 
-    patch_bf16_dot()
+    patch()
 
 
 def solution_module(definition: str, variant: str):

@@ -1,4 +1,5 @@
-"""The Triton interpreter fix in conftest: bf16 tl.dot is exact after widening."""
+"""The Triton interpreter fixes in conftest: bf16 tl.dot is exact after widening, and float32 ->
+bf16 casts round to nearest even (as torch and the GPU do)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import os, sys
 os.environ["TRITON_INTERPRET"] = "1"
 sys.path.insert(0, sys.argv[1])
 import torch, triton, triton.language as tl
-from conftest import patch_interpreter_bf16_dot
+from conftest import patch_interpreter
 
 @triton.jit
 def dot_kernel(a_ptr, b_ptr, c_ptr, N: tl.constexpr):
@@ -19,21 +20,34 @@ def dot_kernel(a_ptr, b_ptr, c_ptr, N: tl.constexpr):
     b = tl.load(b_ptr + r[:, None] * N + r[None, :])
     tl.store(c_ptr + r[:, None] * N + r[None, :], tl.dot(a, b))
 
+
+@triton.jit
+def cast_kernel(x_ptr, y_ptr, N: tl.constexpr):
+    r = tl.arange(0, N)
+    tl.store(y_ptr + r, tl.load(x_ptr + r).to(tl.bfloat16))
+
 a, b, c = torch.randn(16, 16).bfloat16(), torch.randn(16, 16).bfloat16(), torch.empty(16, 16)
 dot_kernel[(1,)](a, b, c, N=16)
 before = (c - a.float() @ b.float()).abs().max().item()
-patch_interpreter_bf16_dot()
+x = torch.randn(1024)
+y = torch.empty(1024, dtype=torch.bfloat16)
+cast_kernel[(1,)](x, y, N=1024)
+cast_before = int((y != x.bfloat16()).sum())
+patch_interpreter()
 dot_kernel[(1,)](a, b, c, N=16)
 after = (c - a.float() @ b.float()).abs().max().item()
-print(before, after)
+cast_kernel[(1,)](x, y, N=1024)
+print(before, after, cast_before, int((y != x.bfloat16()).sum()))
 '''
 
 
-def test_bf16_dot_exact_after_patch():
+def test_bf16_dot_and_cast_exact_after_patch():
     pytest.importorskip("triton")
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(Path(__file__).parent)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(float, out.stdout.split())
+    before, after, cast_before, cast_after = map(float, out.stdout.split())
     assert before > 1.0  # the interpreter bug is real (raw bit patterns multiplied)
     assert after < 1e-3
+    assert cast_before > 100  # truncation: about half the values differ from torch's rounding
+    assert cast_after == 0

@@ -1,8 +1,10 @@
 """Running Triton solutions on the CPU through Triton's interpreter (TRITON_INTERPRET=1).
 
-The interpreter multiplies raw bf16 bit patterns in tl.dot (triton issue 11584). The fix
-belongs to the harness, not to kernels: widen bf16 operands (held as uint16 bit patterns) to
-float32 before the interpreter's dot, which then gives exact products.
+Two interpreter bf16 bugs, fixed in the harness, not in kernels:
+- tl.dot multiplies raw bf16 bit patterns (triton issue 11584): widen bf16 operands (held as
+  uint16 bit patterns) to float32 before the interpreter's dot, which then gives exact products;
+- float32 -> bf16 casts truncate, where the GPU rounds to nearest even: a bf16 intermediate
+  then carries twice the GPU's error, biased toward zero. Round to nearest even instead.
 """
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ import os
 
 
 def enable() -> None:
-    """Switch Triton to the interpreter (before any kernel is compiled) and fix its bf16 dot."""
+    """Switch Triton to the interpreter (before any kernel is compiled) and fix its bf16."""
     os.environ["TRITON_INTERPRET"] = "1"
+    patch()
+
+
+def patch() -> None:
     patch_bf16_dot()
+    patch_bf16_cast()
 
 
 def patch_bf16_dot() -> None:
@@ -35,3 +42,26 @@ def patch_bf16_dot() -> None:
 
     builder.create_dot = create_dot
     builder._fibkit_patched = True
+
+
+def patch_bf16_cast() -> None:
+    import numpy as np
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    if getattr(builder, "_fibkit_cast_patched", False):
+        return
+    original = builder.cast_impl
+    tl = interpreter.tl
+
+    def cast_impl(self, src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
+            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            nan = np.isnan(src.data)
+            rounded[nan] = 0x7FC0
+            return interpreter.TensorHandle(rounded, tl.bfloat16)
+        return original(self, src, dst_type)
+
+    builder.cast_impl = cast_impl
+    builder._fibkit_cast_patched = True
