@@ -12,9 +12,9 @@ import sys
 import torch
 
 from fibkit import catalog
+from fibkit.dataset.writer import blob_tensors
 from fibkit.evaluate.inputs import make_inputs
 from fibkit.evaluate.judge import compare
-from fibkit.dataset.writer import blob_tensors
 from fibkit.evaluate.runner import WorkloadSource
 from fibkit.evaluate.timing import method, time_us
 from fibkit.parallel.ep_check import oracle
@@ -62,15 +62,14 @@ def variants(tokens):
     yield "fp8 intermediate", {"inter_fp8": True}
     g = lambda name, **kw: (name, dict(base[name], **kw))
     if tokens <= 128:
-        changes = [g("gemm1", flatten=True), g("gemm2", flatten=True, progs_per_sm=3),
-                   g("gemm2", flatten=True, progs_per_sm=4),
-                   g("gemm1", flatten=True, progs_per_sm=2)]
+        changes = [g("gemm1", progs_per_sm=2), g("gemm2", progs_per_sm=3),
+                   g("gemm2", swap=True), g("gemm1", BK=256, num_stages=3)]
     elif tokens <= 2048:
-        changes = [g("gemm1", flatten=True), g("gemm2", flatten=True),
-                   g("gemm2", flatten=True, swap=True)]
+        changes = [g("gemm1", progs_per_sm=None), g("gemm2", swap=True),
+                   g("gemm2", BM=32, num_stages=4)]
     else:
-        changes = [g("gemm1", flatten=True), g("gemm2", flatten=True),
-                   g("gemm1", flatten=True, progs_per_sm=2, num_warps=4, BM=64)]
+        changes = [g("gemm2", swap=False), g("gemm2", num_stages=3),
+                   g("gemm1", BM=64, num_warps=4, progs_per_sm=2)]
     for gemm, shape in changes:
         yield f"{gemm} {shape}", {gemm: shape}
 
@@ -134,7 +133,7 @@ def accuracy():
     rows = [(f"{wl.uuid[:8]} T={wl.axes['seq_len']}", args) for wl, args, _ in workloads()]
     rows += list(extra_cases())
     for label, args in rows:
-        want = oracle(*args[:4], tuple(args[4:8]), args[8])
+        want = oracle(*args[:4], tuple(args[4:8]), args[8], args[9])
         for inter, cfg in (("bf16", {}), ("fp8", {"inter_fp8": True})):
             out = torch.full((args[2].shape[0], 7168), float("nan"), dtype=torch.bfloat16,
                              device="cuda")

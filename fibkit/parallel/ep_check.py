@@ -66,9 +66,9 @@ def expert_weights(experts: range, hidden, inter, seed, device):
     return torch.stack(w1), torch.stack(s1), torch.stack(w2), torch.stack(s2)
 
 
-def oracle(logits, bias, x, x_scale, weights, first_expert):
+def oracle(logits, bias, x, x_scale, weights, first_expert, scaling=SCALING):
     """float64 contribution of experts [first_expert, first_expert + len) to the MoE output."""
-    topk_idx, combine = route(logits, bias, SCALING)
+    topk_idx, combine = route(logits, bias, scaling)
     xs = x.double() * x_scale.double().t().repeat_interleave(BLOCK, dim=1)
     out = torch.zeros(xs.shape, dtype=torch.float64, device=xs.device)
     w1, s1, w2, s2 = weights

@@ -8,7 +8,7 @@ from conftest import assert_judged_close, solution_module
 from fibkit.parallel.ep_check import oracle as float64_oracle
 
 NAME = "moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048"
-SCALING = 2.5  # the official workloads' routed_scaling_factor (the oracle's too)
+SCALING = 2.5  # the official workloads' routed_scaling_factor
 SMALL = dict(BM=16, BN=64, BK=128, num_warps=4, num_stages=1, progs_per_sm=1, swap=False)
 
 
@@ -35,8 +35,8 @@ def make_inputs(tokens, hidden, inter, offset, device, seed, routing="random"):
 
 
 def oracle(args):
-    logits, bias, x, x_scale, w1, s1, w2, s2, offset, _ = args
-    return float64_oracle(logits, bias, x, x_scale, (w1, s1, w2, s2), offset)
+    logits, bias, x, x_scale, w1, s1, w2, s2, offset, scaling = args
+    return float64_oracle(logits, bias, x, x_scale, (w1, s1, w2, s2), offset, scaling)
 
 
 def check(args, config=None, graph=False, tol=1e-2):
@@ -79,7 +79,7 @@ def test_moe_tile_variants(device):
     """K steps of two scale blocks (BK 256 in two sub-steps) and narrower than one (BK 64),
     32-column tiles, a program per tile, GEMM2 as the transposed product (swap)."""
     wide_k = dict(SMALL, BK=256, progs_per_sm=None)
-    narrow = dict(SMALL, BN=32, BK=64, progs_per_sm=None, swap=True, flatten=True)
+    narrow = dict(SMALL, BN=32, BK=64, progs_per_sm=None, swap=True)
     check(make_inputs(9, 256, 128, 160, device, seed=3, routing="hot"),
           small_config(gemm1=wide_k, gemm2=narrow, route_tokens=8, combine_cols=256))
 

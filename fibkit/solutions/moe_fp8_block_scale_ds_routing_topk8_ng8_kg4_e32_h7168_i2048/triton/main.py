@@ -103,7 +103,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                  GEMM1: tl.constexpr, A_FP8: tl.constexpr, A_QB: tl.constexpr,
                  OUT_FP8: tl.constexpr, LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                  BK: tl.constexpr, SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, FLATTEN: tl.constexpr):
+                 SWAP: tl.constexpr):
     """Both grouped GEMMs; see gemm1_kernel and gemm2_kernel for what each computes. Programs
     walk the tiles (expert, n, m), m fastest. A loop step covers BK of K in BK / SUB sub-steps
     of SUB <= QB (one weight scale each): adjacent sub-steps' loads leave together, so each
@@ -119,9 +119,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
     w_rows = 2 * N if GEMM1 else N
     kq = K // QB
     offs_k = tl.arange(0, SUB)
-    # FLATTEN: Triton pipelines the K loop across tile boundaries (the next tile's first loads
-    # leave during this tile's last steps).
-    for tile in tl.range(tl.program_id(0), tl.sum(tiles), NUM_PROGS, flatten=FLATTEN):
+    for tile in range(tl.program_id(0), tl.sum(tiles), NUM_PROGS):
         e = tl.sum((tile_end <= tile).to(tl.int32))
         this = experts == e
         in_expert = tile - tl.sum(tl.where(this, tile_end - tiles, 0))
@@ -188,14 +186,14 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
 def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr, counts_ptr,
                  pair_token_ptr, num_tokens, N, K, OUT_FP8: tl.constexpr, LOCAL: tl.constexpr,
                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, FLATTEN: tl.constexpr):
+                 QB: tl.constexpr, NUM_PROGS: tl.constexpr):
     """out[row, :N] = silu(x w_gate^T) * (x w_up^T) for each pair's row: x = the pair's token's
     hidden row (fp8 [T, K], gathered; scales [K/QB, T]); w [E, 2N, K] fp8 through a TMA
     descriptor over [E * 2N, K], one scale per QB x QB block; up = rows [0, N), gate = [N, 2N).
     out: bf16 [pairs, N], or fp8 with one scale per row per BN columns (OUT_FP8)."""
     _expert_gemm(x_ptr, x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr,
                  counts_ptr, pair_token_ptr, pair_token_ptr, num_tokens, N, K, True, False, QB,
-                 OUT_FP8, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, FLATTEN)
+                 OUT_FP8, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False)
 
 
 @triton.jit
@@ -203,13 +201,13 @@ def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pa
                  num_tokens, N, K, A_FP8: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, FLATTEN: tl.constexpr):
+                 SWAP: tl.constexpr):
     """y[row, :N] = routing weight * (a w^T) in bf16: a = the pair's intermediate row through a
     TMA descriptor (bf16, or fp8 with scales [rows, K/A_QB]); w [E, N, K] fp8 (widened to bf16
     for a bf16 a), one scale per QB x QB block."""
     _expert_gemm(y_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, a_scale_ptr,
                  counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K, False, A_FP8, A_QB,
-                 False, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, FLATTEN)
+                 False, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP)
 
 
 @triton.jit
@@ -297,7 +295,8 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
     inter_bn = cfg["gemm1"]["BN"]
     inter_dtype = torch.float8_e4m3fn if cfg["inter_fp8"] else torch.bfloat16
     inter_rows = torch.empty(max_pairs, inter, dtype=inter_dtype, device=dev)
-    inter_scale = torch.empty(max_pairs, inter // inter_bn, dtype=torch.float32, device=dev)
+    scale_rows = max_pairs if cfg["inter_fp8"] else 1  # bf16: a placeholder argument
+    inter_scale = torch.empty(scale_rows, inter // inter_bn, dtype=torch.float32, device=dev)
     y = torch.empty(max_pairs, hidden, dtype=torch.bfloat16, device=dev)
 
     bt = cfg["route_tokens"]
@@ -308,25 +307,23 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         num_warps=cfg["route_warps"])
     c1, c2 = cfg["gemm1"], cfg["gemm2"]
     sub1 = _check_tile(c1, inter, hidden, BLOCK)
-    gemm1_kernel[(_gemm_grid(local, max_pairs, inter, c1, sms),)](
+    progs1 = _gemm_grid(local, max_pairs, inter, c1, sms)
+    gemm1_kernel[(progs1,)](
         hidden_states, hidden_states_scale,
         TensorDescriptor.from_tensor(gemm1_weights.view(-1, hidden), [c1["BN"], sub1]),
         gemm1_weights_scale, inter_rows, inter_scale, counts, pair_token, tokens, inter, hidden,
         OUT_FP8=cfg["inter_fp8"], LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
-        QB=BLOCK, NUM_PROGS=_gemm_grid(local, max_pairs, inter, c1, sms),
-        FLATTEN=c1.get("flatten", False), num_warps=c1["num_warps"],
-        num_stages=c1["num_stages"])
+        QB=BLOCK, NUM_PROGS=progs1, num_warps=c1["num_warps"], num_stages=c1["num_stages"])
     a_qb = inter_bn if cfg["inter_fp8"] else inter
     sub2 = _check_tile(c2, hidden, inter, a_qb)
-    gemm2_kernel[(_gemm_grid(local, max_pairs, hidden, c2, sms),)](
+    progs2 = _gemm_grid(local, max_pairs, hidden, c2, sms)
+    gemm2_kernel[(progs2,)](
         TensorDescriptor.from_tensor(inter_rows, [c2["BM"], sub2]), inter_scale,
         TensorDescriptor.from_tensor(gemm2_weights.view(-1, inter), [c2["BN"], sub2]),
         gemm2_weights_scale, y, counts, pair_weight, tokens, hidden, inter,
         A_FP8=cfg["inter_fp8"], A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
-        SUB=sub2, QB=BLOCK, NUM_PROGS=_gemm_grid(local, max_pairs, hidden, c2, sms),
-        SWAP=c2["swap"] and not cfg["inter_fp8"], FLATTEN=c2.get("flatten", False),
-        num_warps=c2["num_warps"],
-        num_stages=c2["num_stages"])
+        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not cfg["inter_fp8"],
+        num_warps=c2["num_warps"], num_stages=c2["num_stages"])
     bh = min(cfg["combine_cols"], hidden)
     if hidden % bh:
         raise ValueError(f"moe: combine_cols {bh} must divide the hidden size {hidden}")
