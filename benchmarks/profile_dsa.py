@@ -12,7 +12,7 @@ import torch
 
 from fibkit import catalog
 from fibkit.evaluate.inputs import make_inputs, poisoned_outputs
-from fibkit.evaluate.runner import WorkloadSource
+from fibkit.evaluate.workloads import WorkloadSource
 
 NAMES = {"attention": ("dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64", "num_tokens"),
          "indexer": ("dsa_topk_indexer_fp8_h64_d128_topk2048_ps64", "batch_size")}
@@ -25,7 +25,7 @@ def main(which, size, config):
     want = [int(x) for x in size.split("x")]
     wl = next(w for w in source.workloads()
               if [w.axes[axis], w.axes.get("max_num_pages", w.axes[axis])][: len(want)] == want)
-    args = make_inputs(definition, wl, source.blobs(wl), seed=0, trial=0, device="cuda")
+    args = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
     outs = poisoned_outputs(definition, wl.axes, "cuda")
     mod = importlib.import_module(f"fibkit.solutions.{name}.triton.main")
     for _ in range(5):

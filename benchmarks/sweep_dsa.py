@@ -13,7 +13,7 @@ import torch
 from fibkit import catalog
 from fibkit.evaluate.inputs import make_inputs
 from fibkit.evaluate.judge import PASSED, judge
-from fibkit.evaluate.runner import WorkloadSource
+from fibkit.evaluate.workloads import WorkloadSource
 from fibkit.evaluate.timing import method, time_us
 
 ATTENTION = "dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64"
@@ -31,7 +31,7 @@ def cases(name, pick):
         if key is None or key in seen:
             continue
         seen.add(key)
-        args = make_inputs(definition, wl, source.blobs(wl), seed=0, trial=0, device="cuda")
+        args = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
         yield wl, definition, spec, args
 
 

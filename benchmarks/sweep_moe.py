@@ -15,7 +15,7 @@ from fibkit import catalog
 from fibkit.dataset.writer import blob_tensors
 from fibkit.evaluate.inputs import make_inputs
 from fibkit.evaluate.judge import compare
-from fibkit.evaluate.runner import WorkloadSource
+from fibkit.evaluate.workloads import WorkloadSource
 from fibkit.evaluate.timing import method, time_us
 from fibkit.parallel.ep_check import oracle
 from fibkit.references.moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048 import run as reference
@@ -30,7 +30,7 @@ def workloads(pick=lambda t: True):
     definition = catalog.load_definition(NAME)
     for wl in source.workloads():
         if pick(wl.axes["seq_len"]):
-            args = make_inputs(definition, wl, source.blobs(wl), seed=0, trial=0, device="cuda")
+            args = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
             yield wl, args, SPEC.cost(wl.axes, dict(zip(definition.inputs, args)))
 
 

@@ -4,8 +4,13 @@ Each validates its inputs against the definition (dtype, shape, device, contigui
 index ranges of the DSA operators) and raises ValueError with the reason, then allocates the
 outputs and calls the definition's default solution in destination-passing style.
 
-Index range checks read the indices on the host (one synchronization); pass
-`check_indices=False` on a hot path or inside CUDA-graph capture once inputs are trusted.
+Index range checks read the indices on the host (one synchronization); `check_indices=False`
+skips them (on a hot path, or inside CUDA-graph capture): the indices are then unchecked, and an
+out-of-range one reads or writes out of bounds.
+
+The kernels need CUDA tensors. CPU tensors raise ValueError, unless Triton's interpreter was
+chosen (TRITON_INTERPRET=1 in the environment before the first call): then they
+run through it, with fibkit's fixes to its bf16 arithmetic applied (`fibkit.evaluate.interpreter`).
 """
 from __future__ import annotations
 
@@ -67,9 +72,22 @@ def _validate(name: str, args: Sequence[Any]) -> Dict[str, int]:
     return axes
 
 
+def _interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _call(name: str, args: List[Any], axes: Dict[str, int]):
     definition = catalog.load_definition(name)
     device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    if device.type != "cuda":
+        if not _interpreting():
+            raise ValueError(f"{name}: needs CUDA tensors, got {device} ones (to run on the CPU "
+                             f"through Triton's interpreter, set TRITON_INTERPRET=1 before the first call)")
+        from fibkit.evaluate.interpreter import patch
+
+        patch()  # the interpreter's bf16 arithmetic is wrong without fibkit's fixes
     outs = [torch.empty(shape, dtype=getattr(torch, s.dtype.value), device=device)
             for s, shape in zip(definition.outputs.values(), definition.get_output_shapes(axes))]
     _entry(name)(*args, *outs)

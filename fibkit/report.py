@@ -14,6 +14,27 @@ def _fmt(x, digits=1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def label(result: dict) -> str:
+    """The solution's column name: `yours` for a user's solution, `ours` for fibkit's."""
+    return "yours" if result.get("user_solution") else "ours"
+
+
+def scores(result: dict) -> Dict[str, Optional[float]]:
+    """The contest's score of the solution against each other contender (the reference, each
+    peer): the arithmetic mean over workloads of other latency / solution latency, and 0 if any
+    workload failed. Workloads where the other has no latency (it failed) are left out."""
+    rows = result["workloads"]
+    failed = any(r["status"] != "PASSED" for r in rows)
+    others = ["reference"] + sorted({p for r in rows for p in r.get("peers", {})})
+    out: Dict[str, Optional[float]] = {}
+    for other in others:
+        ratios = [(r["reference_latency_us"] if other == "reference" else r["peers"][other]) / r["latency_us"]
+                  for r in rows if r.get("latency_us")
+                  and (r.get("reference_latency_us") if other == "reference" else r.get("peers", {}).get(other))]
+        out[other] = 0.0 if failed else (mean(ratios) if ratios else None)
+    return out
+
+
 def summary(result: dict) -> Dict[str, Optional[float]]:
     rows = result["workloads"]
     timed = [r for r in rows if r.get("latency_us")]
@@ -33,11 +54,30 @@ def summary(result: dict) -> Dict[str, Optional[float]]:
     return out
 
 
+def _errors_table(result: dict) -> List[List[str]]:
+    """Rows of an untimed run (check): status, errors, and why a workload failed."""
+    spec = catalog.SPECS[result["definition"]]
+    lines = [["uuid", spec.size_axis, "status", "max_abs_err", "max_rel_err", "matched", "why"]]
+    for r in sorted(result["workloads"], key=lambda r: r["axes"].get(spec.size_axis, 0)):
+        why = (r.get("message") or "").strip().splitlines()
+        lines.append([r["uuid"][:8], str(r["axes"].get(spec.size_axis)), r["status"],
+                      f"{r['max_abs_error']:.3g}", f"{r['max_rel_error']:.3g}", f"{r['matched_ratio']:.2%}",
+                      why[0][:100] if why else ""])
+    return lines
+
+
+def _align(lines: List[List[str]]) -> str:
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+
+
 def table(result: dict) -> str:
     """A plain-text table, one line per workload."""
+    if not result.get("timing_method"):
+        return _align(_errors_table(result))
     spec = catalog.SPECS[result["definition"]]
     peers = sorted({p for r in result["workloads"] for p in r.get("peers", {})})
-    head = ["uuid", spec.size_axis, "status", "ours_us", "ref_us", "speedup"] + \
+    head = ["uuid", spec.size_axis, "status", f"{label(result)}_us", "ref_us", "speedup"] + \
            [f"{p}_us" for p in peers] + ["floor_us", "of_floor"]
     lines = [head]
     for r in sorted(result["workloads"], key=lambda r: r["axes"].get(spec.size_axis, 0)):
@@ -47,39 +87,57 @@ def table(result: dict) -> str:
                      [_fmt(r.get("peers", {}).get(p), 2) for p in peers] +
                      [_fmt(r.get("floor_us"), 2),
                       "-" if r.get("floor_fraction") is None else f"{r['floor_fraction']:.0%}"])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
+    return _align(lines)
 
 
 def summary_line(result: dict) -> str:
     s = summary(result)
     spec = catalog.SPECS[result["definition"]]
-    parts = [f"{spec.alias}: {s['passed']}/{s['workloads']} passed"]
+    parts = [f"{spec.alias} ({result['solution']}): {s['passed']}/{s['workloads']} passed"]
     if s["mean_latency_us"] is not None:
         parts.append(f"mean {s['mean_latency_us']:.2f} us (floor {s['mean_floor_us']:.2f} us, "
                      f"{s['mean_floor_fraction']:.0%} of floor on average)")
-        parts.append(f"{s['mean_speedup_vs_reference']:.1f}x vs reference")
-        for k, v in s.items():
-            if k.startswith("mean_speedup_vs_") and k != "mean_speedup_vs_reference" and v:
-                parts.append(f"{v:.2f}x vs {k[len('mean_speedup_vs_'):]}")
+    sc = score_text(result)
+    if sc:
+        parts.append(sc)
     return "; ".join(parts)
+
+
+def score_text(result: dict) -> str:
+    """`score vs reference 12.3, vs torch 40.1, ...` (empty when nothing was timed)."""
+    timed = any(r.get("latency_us") for r in result["workloads"])
+    if not timed and all(r["status"] == "PASSED" for r in result["workloads"]):
+        return ""
+    found = [f"{k} {v:.2f}" for k, v in scores(result).items() if v is not None]
+    return "contest score (mean speedup; 0 if any workload fails): vs " + ", ".join(found) if found else ""
 
 
 def gpu_dirname(gpu: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_") or "unknown"
 
 
-def write_result(result: dict, out_root: Path) -> Path:
+def results_dir(out_root: Path, result: dict) -> Path:
+    """results/<gpu>/ for fibkit's solutions, results/<gpu>/<solution name>/ for a user's (so a
+    user's run never overwrites fibkit's committed results)."""
     d = Path(out_root) / gpu_dirname(result["gpu"])
+    return d / _safe_name(result["solution"]) if result.get("user_solution") else d
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "solution"
+
+
+def write_result(result: dict, out_root: Path) -> Path:
+    d = results_dir(out_root, result)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{result['definition']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    path.write_text(json.dumps(public, indent=1) + "\n")
     return path
 
 
-def load_results(out_root: Path, gpu: str) -> List[dict]:
-    """Every definition's result JSON under out_root for this GPU, in catalog order."""
-    d = Path(out_root) / gpu_dirname(gpu)
+def load_results(d: Path) -> List[dict]:
+    """Every definition's result JSON in a results folder, in catalog order."""
     found = {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")}
     return [found[name] for name in catalog.SPECS if name in found]
 
@@ -95,7 +153,7 @@ def plot(result: dict, path: Path) -> None:
                   key=lambda r: r["axes"].get(spec.size_axis, 0))
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     x = [r["axes"].get(spec.size_axis, 0) for r in rows]
-    series = {"ours": [r.get("latency_us") for r in rows], "floor": [r["floor_us"] for r in rows]}
+    series = {label(result): [r.get("latency_us") for r in rows], "floor": [r["floor_us"] for r in rows]}
     for p in sorted({p for r in rows for p in r.get("peers", {})}):
         if p == "torch" and result.get("variant") == "baseline":
             continue  # ours is the torch baseline
@@ -117,30 +175,44 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_markdown(results: List[dict], out_root: Path) -> Path:
+def timing_text(result: dict) -> str:
+    t = result.get("timing")
+    if not t:
+        return "the median over the first trial's inputs (measured before fibkit timed every trial)"
+    return (f"the mean over {t['trials']} trials of each trial's median ({t['warmup']} warm-up runs, "
+            f"{t['iterations']} timed iterations)")
+
+
+def write_markdown(results: List[dict], d: Path) -> Path:
+    """REPORT.md (and one plot per definition) in the results folder d."""
     gpu = results[0]["gpu"]
-    d = Path(out_root) / gpu_dirname(gpu)
+    d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
-    lines = [f"# fibkit bench on {gpu}", ""]
     r0 = results[0]
+    title = f"# {r0['solution']} on {gpu}" if r0.get("user_solution") else f"# fibkit bench on {gpu}"
+    lines = [title, ""]
     lines += [f"Timing: {r0.get('timing_method')}; versions: " +
               ", ".join(f"{k} {v}" for k, v in r0.get("versions", {}).items()), ""]
-    lines += ["| definition | solution | passed | mean us | mean floor us | of floor | vs reference | vs peers |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if r0.get("user_solution"):
+        lines += [f"Solution: `{r0['user_solution']}`, in the `yours` column; `fibkit` is fibkit's "
+                  "default solution, timed on the same inputs in the same run.", ""]
+    lines += ["Score: the contest's, per definition the mean over workloads of (other latency / "
+              "solution latency), 0 if any workload fails.", ""]
+    lines += ["| definition | solution | passed | mean us | mean floor us | of floor | score |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         s = summary(r)
-        peer_txt = ", ".join(f"{k[len('mean_speedup_vs_'):]} {v:.2f}x" for k, v in s.items()
-                             if k.startswith("mean_speedup_vs_") and k != "mean_speedup_vs_reference" and v)
+        score_txt = ", ".join(f"vs {k} {v:.2f}" for k, v in scores(r).items() if v is not None)
         lines.append(f"| {catalog.SPECS[r['definition']].alias} | {r['solution']} | {s['passed']}/{s['workloads']} | "
                      f"{_fmt(s['mean_latency_us'], 2)} | {_fmt(s['mean_floor_us'], 2)} | "
                      f"{'-' if s['mean_floor_fraction'] is None else format(s['mean_floor_fraction'], '.0%')} | "
-                     f"{_fmt(s['mean_speedup_vs_reference'], 1)}x | {peer_txt or '-'} |")
+                     f"{score_txt or '-'} |")
     for r in results:
         alias = catalog.SPECS[r["definition"]].alias
         png = d / f"{r['definition']}.png"
         plot(r, png)
-        lines += ["", f"## {alias}: `{r['definition']}`", "", f"![{alias}]({png.name})", "",
-                  "```", table(r), "```"]
+        lines += ["", f"## {alias}: `{r['definition']}`", "", f"Timed as {timing_text(r)}.", "",
+                  f"![{alias}]({png.name})", "", "```", table(r), "```"]
     path = d / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return path

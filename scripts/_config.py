@@ -1,21 +1,24 @@
-"""Reads the repository's config.toml for the starter-kit scripts."""
+"""The starter-kit scripts' shared part: which config.toml they act on (--config FILE, default
+the repository's own), passed to the fibkit CLI as --solution."""
+import argparse
 import sys
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # fibkit from this checkout, installed or not
 
 
-def cli_args(verb: str) -> list:
-    cfg = tomllib.loads((ROOT / "config.toml").read_text())
-    sol, run = cfg.get("solution", {}), cfg.get("run", {})
-    args = [verb, sol["definition"]]
-    if sol.get("variant"):
-        args += ["--variant", sol["variant"]]
-    if run.get("quick") and verb in ("bench", "modal"):
-        args.append("--quick")
-    return args
+def parse(description: str):
+    """(the config path, the remaining arguments for the fibkit verb)."""
+    p = argparse.ArgumentParser(description=description,
+                                epilog="Other arguments pass through to the fibkit verb.")
+    p.add_argument("--config", default=str(ROOT / "config.toml"),
+                   help="the config.toml of the solution (default: this repository's)")
+    args, rest = p.parse_known_args()
+    return Path(args.config), rest
+
+
+def run(argv) -> int:
+    from fibkit.cli import main
+
+    return main(argv)

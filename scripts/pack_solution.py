@@ -1,8 +1,10 @@
-"""Pack the configured solution folder into solution.json. Extra arguments pass through to `fibkit pack`."""
+"""Pack the solution a config.toml describes into solution.json (default: beside the config)."""
 import sys
 
-from _config import cli_args
-from fibkit.cli import main
+import _config
 
 if __name__ == "__main__":
-    sys.exit(main(cli_args("pack") + sys.argv[1:]))
+    config, rest = _config.parse(__doc__)
+    if not any(a in ("-o", "--output") or a.startswith("--output=") for a in rest):
+        rest = ["-o", str(config.parent / "solution.json"), *rest]
+    sys.exit(_config.run(["pack", "--solution", str(config), *rest]))

@@ -1,8 +1,11 @@
-"""Benchmark the configured solution on the local GPU, as the contest judges. Extra arguments pass through to `fibkit bench`."""
+"""Check and time the solution a config.toml describes on this machine's GPU, beside fibkit's
+solution and the peers, as the contest judges it (`fibkit bench --solution`). With --interpret
+(no GPU needed): check it through the Triton interpreter instead (`fibkit check --interpret`)."""
 import sys
 
-from _config import cli_args
-from fibkit.cli import main
+import _config
 
 if __name__ == "__main__":
-    sys.exit(main(cli_args("bench") + sys.argv[1:]))
+    config, rest = _config.parse(__doc__)
+    verb = "check" if "--interpret" in rest else "bench"
+    sys.exit(_config.run([verb, "--solution", str(config), *rest]))

@@ -1,8 +1,9 @@
-"""Benchmark the configured solution on a Modal B200. Extra arguments pass through to `fibkit modal`."""
+"""Check and time the solution a config.toml describes on a Modal B200 (`fibkit modal
+--solution`; needs `pip install -e '.[modal]'` and `modal setup`)."""
 import sys
 
-from _config import cli_args
-from fibkit.cli import main
+import _config
 
 if __name__ == "__main__":
-    sys.exit(main(cli_args("modal") + sys.argv[1:]))
+    config, rest = _config.parse(__doc__)
+    sys.exit(_config.run(["modal", "--solution", str(config), *rest]))

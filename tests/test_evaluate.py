@@ -1,27 +1,38 @@
-"""The evaluator catches deliberately wrong solutions, and judges like the contest."""
+"""The evaluator catches deliberately wrong solutions, and judges and times like the contest's
+evaluator (flashinfer-bench main): each rule fails a wrong solution and passes a right one."""
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from fibkit import catalog
+from fibkit import catalog, report
 from fibkit.catalog import Judge
 from fibkit.dataset import dsa
+from fibkit.evaluate import cache as cache_lib
 from fibkit.evaluate import judge as J
+from fibkit.evaluate import timing
 from fibkit.evaluate.runner import RunOptions, evaluate_definition
 from fibkit.references import dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64 as attn
 from fibkit.references import dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 as indexer
 
 DECODE = catalog.SPECS["gdn_decode_qk4_v8_d128_k_last"]
+ATTENTION = catalog.SPECS["dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64"]
 
 BROKEN = {
-    # name: (destination passing?, body run after the correct baseline computed into tmp buffers)
+    # name: (destination passing?, body run after the correct baseline computed into o, s)
     "unwritten_element": (True, "output.view(-1)[1:] = o.view(-1)[1:]\n    new_state.copy_(s)"),
     "nan": (True, "output.copy_(o)\n    new_state.copy_(s)\n    new_state[0, 3, 5, 7] = float('nan')"),
+    "inf": (True, "output.copy_(o)\n    new_state.copy_(s)\n    new_state[0, 3, 5, 7] = -float('inf')"),
     "error_1e-1": (True, "output.copy_(o)\n    new_state.copy_(s + 0.1)"),
     "wrong_dtype": (False, "return o.float(), s"),
+    "short_tuple": (False, "return (o,)"),
+    "bare_tensor": (False, "return o"),
     "crash": (True, "raise RuntimeError('boom')"),
+    "raises_when_timed": (True, "CALLS.append(1)\n    if len(CALLS) > 2:\n        raise RuntimeError('only when timed')"
+                                "\n    output.copy_(o)\n    new_state.copy_(s)"),
+    "sleeps": (True, "import time\n    time.sleep(30)"),
+    "right_value_returning": (False, "return o, s"),
 }
 
 
@@ -32,6 +43,8 @@ def broken_folder(tmp_path: Path, kind: str) -> Path:
     base = (folder / "main.py").read_text().replace("def run(", "def _baseline(")
     outs = ", output, new_state" if dps else ""
     base += f'''
+CALLS = []
+
 
 def run(q, k, v, state, A_log, a, dt_bias, b, scale{outs}):
     o = torch.empty(q.shape[0], 1, 8, 128, dtype=torch.bfloat16)
@@ -40,16 +53,18 @@ def run(q, k, v, state, A_log, a, dt_bias, b, scale{outs}):
     {body}
 '''
     (folder / "main.py").write_text(base)
-    cfg = (folder / "config.toml").read_text()
+    cfg = (folder / "config.toml").read_text().replace(
+        'name = "gdn_decode_qk4_v8_d128_k_last_torch_baseline"', f'name = "broken-{kind}"')
     if not dps:
         cfg = cfg.replace("destination_passing_style = true", "destination_passing_style = false")
     (folder / "config.toml").write_text(cfg)
     return folder
 
 
-def evaluate(folder=None, device="cpu", **kw):
-    opts = RunOptions(device=device, timing=False, smallest=1, trials=2, solution_dir=folder, **kw)
-    return evaluate_definition(DECODE, opts)["workloads"]
+def evaluate(folder=None, device="cpu", spec=DECODE, **kw):
+    kw = {"timing": False, "smallest": 1, "trials": 2, **kw}
+    opts = RunOptions(device=device, solution=folder, **kw)
+    return evaluate_definition(spec, opts)["workloads"]
 
 
 def test_default_solution_passes_end_to_end(device):
@@ -60,21 +75,77 @@ def test_default_solution_passes_end_to_end(device):
 
 @pytest.mark.parametrize("kind,status", [
     ("unwritten_element", "INCORRECT_NUMERICAL"), ("nan", "INCORRECT_NUMERICAL"),
-    ("error_1e-1", "INCORRECT_NUMERICAL"), ("wrong_dtype", "INCORRECT_DTYPE"),
-    ("crash", "RUNTIME_ERROR")])
-def test_broken_solutions_fail(tmp_path, kind, status):
+    ("inf", "INCORRECT_NUMERICAL"), ("error_1e-1", "INCORRECT_NUMERICAL"),
+    ("wrong_dtype", "INCORRECT_DTYPE"), ("short_tuple", "RUNTIME_ERROR"),
+    ("bare_tensor", "RUNTIME_ERROR"), ("crash", "RUNTIME_ERROR"), ("right_value_returning", "PASSED")])
+def test_judged_as_the_contest_judges(tmp_path, kind, status):
     rows = evaluate(broken_folder(tmp_path, kind))
     assert rows[0]["status"] == status, rows[0].get("message")
 
 
-def test_compare_tolerance_rule():
+@pytest.fixture
+def cpu_timer(monkeypatch):
+    """A stand-in for the CUPTI timer on a CPU machine: calls the function like the real one
+    (warm-up, then timed iterations) and reports the number of calls as its 'median'."""
+    calls = []
+
+    def fake(fn, args, warmup=10, iters=50):
+        for _ in range(warmup + iters):
+            fn(*args)
+        calls.append((warmup, iters))
+        return float(warmup + iters)
+
+    monkeypatch.setattr(timing, "time_us", fake)
+    return calls
+
+
+def test_each_trial_is_timed_with_the_definitions_counts(cpu_timer):
+    rows = evaluate(timing=True, peers=False, trials=3, variant="baseline", smallest=2)
+    # Three trials of the solution and three of the reference per workload, 10 / 50 each.
+    assert cpu_timer == [(10, 50)] * 12
+    assert [r["status"] for r in rows] == ["PASSED", "PASSED"]
+    assert rows[0]["latency_us"] == 60.0  # the mean of the three trials' medians
+    assert catalog.SPECS["gdn_prefill_qk4_v8_d128_k_last"].timing == (1, 5)
+
+
+def test_error_while_timing_is_a_runtime_error_and_the_run_goes_on(tmp_path, cpu_timer):
+    rows = evaluate(broken_folder(tmp_path, "raises_when_timed"), timing=True, peers=False, smallest=2)
+    assert [r["status"] for r in rows] == ["RUNTIME_ERROR", "RUNTIME_ERROR"]
+    assert "while timing" in rows[0]["message"] and "only when timed" in rows[0]["message"]
+
+
+def test_timeout(tmp_path):
+    rows = evaluate(broken_folder(tmp_path, "sleeps"), timeout_s=0.5, smallest=2, trials=1)
+    assert [r["status"] for r in rows] == ["TIMEOUT", "TIMEOUT"]
+    assert "0.5 s limit" in rows[0]["message"]
+
+
+def test_dsa_attention_may_return_output_alone(tmp_path):
+    folder = tmp_path / "output_only"
+    folder.mkdir()
+    (folder / "main.py").write_text(
+        (catalog.REFERENCES_DIR / f"{ATTENTION.name}.py").read_text()
+        + "\n\ndef output_only(*args):\n    return run(*args)[0]\n"
+        + "\n\ndef three(*args):\n    o, lse = run(*args)\n    return o, lse, lse\n")
+    for entry, status in (("output_only", "PASSED"), ("three", "INCORRECT_SHAPE")):
+        (folder / "config.toml").write_text(
+            f'[solution]\nname = "{entry}"\ndefinition = "dsa_attention"\nauthor = "t"\n'
+            f'[build]\nlanguage = "python"\nentry_point = "main.py::{entry}"\n'
+            'destination_passing_style = false\n')
+        rows = evaluate(folder, spec=ATTENTION, trials=1)
+        assert rows[0]["status"] == status, rows[0].get("message")
+
+
+def test_non_finite_rule():
     y = torch.tensor([1.0, 100.0, 0.0, -float("inf")])
-    ok = J.compare(torch.tensor([1.009, 100.9, 0.005, -float("inf")]), y, 1e-2, 1e-2, 1.0)
-    assert ok.passed  # within atol, within rtol, within atol, same -inf
-    bad = J.compare(torch.tensor([1.1, 100.0, 0.0, -float("inf")]), y, 1e-2, 1e-2, 1.0)
-    assert bad.status == J.INCORRECT_NUMERICAL
-    inf = J.compare(torch.tensor([1.0, float("inf"), 0.0, -float("inf")]), y, 1e-2, 1e-2, 1.0)
-    assert not inf.passed
+    ok = J.compare(torch.tensor([1.009, 100.9, 0.005, -3.4e38]), y, 1e-2, 1e-2, 1.0)
+    assert ok.passed  # within atol, within rtol, within atol, finite where the reference is -inf
+    same_inf = J.compare(torch.tensor([1.0, 100.0, 0.0, -float("inf")]), y, 1e-2, 1e-2, 1.0)
+    assert same_inf.status == J.INCORRECT_NUMERICAL and "inf" in same_inf.message
+    nan = J.compare(torch.tensor([1.0, float("nan"), 0.0, 0.0]), y, 1e-2, 1e-2, 1.0)
+    assert nan.status == J.INCORRECT_NUMERICAL
+    bad = J.compare(torch.tensor([1.1, 100.0, 0.0, 0.0]), y, 1e-2, 1e-2, 1.0)
+    assert bad.status == J.INCORRECT_NUMERICAL and "max abs error" in bad.message
 
 
 def test_matched_ratio_rule_for_moe():
@@ -85,6 +156,28 @@ def test_matched_ratio_rule_for_moe():
     assert J.judge_allclose(rule, ["output"], [x.bfloat16()], [y.bfloat16()]).passed
     x[:150] += 1000  # 15% wrong
     assert not J.judge_allclose(rule, ["output"], [x.bfloat16()], [y.bfloat16()]).passed
+
+
+def test_score_formula():
+    def row(status, ours, ref, torch_us):
+        return {"status": status, "latency_us": ours, "reference_latency_us": ref,
+                "peers": {"torch": torch_us}, "floor_us": 1.0, "floor_fraction": 0.5,
+                "speedup_vs_reference": ref / ours}
+
+    result = {"definition": DECODE.name, "workloads": [row("PASSED", 2.0, 20.0, 4.0),
+                                                         row("PASSED", 4.0, 20.0, 16.0)]}
+    assert report.scores(result) == {"reference": (10.0 + 5.0) / 2, "torch": (2.0 + 4.0) / 2}
+    result["workloads"].append({"status": "INCORRECT_NUMERICAL"})
+    assert report.scores(result) == {"reference": 0.0, "torch": 0.0}
+
+
+def test_cache_key_follows_the_synthesis_code(tmp_path, monkeypatch):
+    code = tmp_path / "synth.py"
+    code.write_text("x = 1\n")
+    monkeypatch.setattr(cache_lib, "_INPUT_CODE", [code])
+    before = cache_lib.data_tag(DECODE, None)
+    code.write_text("x = 2\n")
+    assert cache_lib.data_tag(DECODE, None) != before
 
 
 def test_attention_index_off_by_one_fails():

@@ -106,3 +106,18 @@ def test_gdn_prefill_rejects_bad_cu_seqlens(cu):
     args[8] = torch.tensor(cu, device=DEVICE)
     with pytest.raises(ValueError, match="cu_seqlens must start at 0"):
         ops.gdn_prefill(*args)
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    """Without the interpreter chosen, CPU tensors are a clear ValueError (not a Triton driver
+    error); with it, they run through the interpreter with fibkit's bf16 fixes applied."""
+    x = gdn.synthesize("gdn_decode_qk4_v8_d128_k_last", {"batch_size": 1}, torch.Generator().manual_seed(0), "cpu")
+    args = [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]]
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="needs CUDA tensors, got cpu"):
+        ops.gdn_decode(*args)
+    if not torch.cuda.is_available():  # the kernels here were defined for the interpreter
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        out, state = ops.gdn_decode(*args)
+        ref_out, ref_state = decode_ref.run(*args, 0.0)
+        assert_judged_close(out, ref_out.float(), what="output")

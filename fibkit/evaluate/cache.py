@@ -1,10 +1,12 @@
 """On-disk cache of reference outputs and reference latencies.
 
-The official-style references are slow (GDN prefill walks tokens one by one), and the inputs
-of a (definition, workload, seed, trial) are deterministic, so their reference outputs and
-timings are kept between runs. Keys include a hash of the reference source and of the
-synthesis code version, so editing either invalidates the entries. Only references are
-cached; solutions are always run.
+The references are slow next to the solutions (MoE dequantizes every expert), and the inputs of
+a (definition, workload, seed, trial) are deterministic, so their reference outputs and timings
+are kept between runs. Each entry's key holds a hash of the reference's source and of where the
+inputs come from (`data_tag`): for synthesized workloads, the source of the synthesis and input
+code and the official workload table; for a dataset folder, its path and its workload file. So
+editing any of them serves no stale entry. Latency keys also hold the GPU and the warm-up,
+iteration and trial counts. Only references are cached; solutions are always run.
 """
 from __future__ import annotations
 
@@ -17,6 +19,23 @@ from typing import Callable, List, Optional
 import torch
 
 DEFAULT_DIR = Path(os.environ.get("FIBKIT_CACHE", Path.home() / ".cache" / "fibkit"))
+_PACKAGE = Path(__file__).resolve().parents[1]
+# What decides a synthesized workload's inputs: the synthesis code, the random-input recipe and
+# the official workload table.
+_INPUT_CODE = sorted((_PACKAGE / "dataset").glob("*.py")) + [
+    _PACKAGE / "dataset" / "official_workloads.json", _PACKAGE / "evaluate" / "inputs.py"]
+
+
+def data_tag(spec, dataset: Optional[Path]) -> str:
+    """Where a definition's inputs come from, as a string to hash into cache keys."""
+    h = hashlib.sha1()
+    if dataset is None:
+        for p in _INPUT_CODE:
+            h.update(p.read_bytes())
+        return "synth:" + h.hexdigest()
+    workloads = Path(dataset) / "workloads" / spec.op_type / f"{spec.name}.jsonl"
+    h.update(workloads.read_bytes() if workloads.is_file() else b"")
+    return f"dataset:{Path(dataset).resolve()}:{h.hexdigest()}"
 
 
 class ReferenceCache:
@@ -43,13 +62,13 @@ class ReferenceCache:
         save_file({str(i): t.detach().cpu().contiguous() for i, t in enumerate(outs)}, str(path))
         return outs
 
-    def latency(self, definition: str, uuid: str, seed: int, gpu: str,
-                compute: Callable[[], float]) -> float:
+    def latency(self, definition: str, key: str, compute: Callable[[], float]) -> float:
+        """A reference latency by key (the caller's: workload, seed, GPU, timing counts)."""
         if self.root is None:
             return compute()
         path = self._dir(definition) / "reference_latency.json"
         table = json.loads(path.read_text()) if path.is_file() else {}
-        key = f"{uuid}:{seed}:{self.tag}:{gpu}"
+        key = f"{key}:{self.tag}"
         if key not in table:
             table[key] = compute()
             path.write_text(json.dumps(table, indent=1))

@@ -91,9 +91,11 @@ def install() -> None:
 
 
 def run_benchmark(definitions: List[str], variant: Optional[str], seed: int, quick: bool,
-                  dataset: Optional[Path] = None, limit: Optional[int] = None) -> Dict[str, Dict[str, str]]:
-    """Statuses {definition: {uuid: status}} from flashinfer_bench.Benchmark over our
-    solution folders, on a dataset folder (written to a temporary one when none is given)."""
+                  dataset: Optional[Path] = None, limit: Optional[int] = None,
+                  solution: Optional[Path] = None) -> Dict[str, Dict[str, str]]:
+    """Statuses {definition: {uuid: status}} from flashinfer_bench.Benchmark over our solution
+    folders (or the user's solution), on a dataset folder (written to a temporary one when none
+    is given), with the contest's tolerances, warm-up and iteration counts."""
     install()
     from flashinfer_bench import Benchmark, BenchmarkConfig, TraceSet
 
@@ -114,12 +116,15 @@ def run_benchmark(definitions: List[str], variant: Optional[str], seed: int, qui
                 write_dataset(root, seed, [spec.name], uuids=picks)
             ts = TraceSet.from_path(str(root))
             ts.definitions = {spec.name: catalog.load_definition(spec.name)}  # our reference code
-            sol = solution_lib.pack(spec.solution_dir(variant))
+            sol = (solution_lib.open_solution(solution) if solution is not None
+                   else solution_lib.pack(spec.solution_dir(variant)))
             ts.solutions = {spec.name: [sol]}
             ts.workloads = {spec.name: [t for t in ts.workloads.get(spec.name, [])
                                         if t.workload.uuid in picks]}
             j = spec.judge
-            cfg = BenchmarkConfig(atol=j.atol, rtol=j.rtol, warmup_runs=3, iterations=10, profile_baseline=False,
+            warm, iters = spec.timing
+            cfg = BenchmarkConfig(atol=j.atol, rtol=j.rtol, warmup_runs=warm, iterations=iters,
+                                  num_trials=3, profile_baseline=False,
                                   required_matched_ratio=j.required_ratio if j.required_ratio < 1 else None,
                                   log_dir=str(Path(tmp) / "logs"))
             result = Benchmark(ts, cfg).run_all(dump_traces=False)
@@ -144,28 +149,29 @@ def _one_workload_dataset(spec, uuid: Optional[str], seed: int, tmp: Path):
 
 
 def _run_tool(tool, definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
-              **options) -> str:
+              solution=None, **options) -> str:
     """Run one of flashinfer-bench's agent tools on one workload (default: the smallest) of a
-    one-workload dataset written to a temporary folder."""
+    one-workload dataset written to a temporary folder, on fibkit's variant or `solution`."""
     from fibkit import catalog
     from fibkit.evaluate import solution as solution_lib
 
     spec = catalog.resolve(definition)
+    sol = solution if solution is not None else solution_lib.pack(spec.solution_dir(variant))
     with tempfile.TemporaryDirectory(prefix="fibkit-tool-") as tmp:
         wl = _one_workload_dataset(spec, uuid, seed, Path(tmp))
-        return tool(solution_lib.pack(spec.solution_dir(variant)), wl, trace_set_path=tmp, **options)
+        return tool(sol, wl, trace_set_path=tmp, **options)
 
 
 def sanitize(definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
-             tools: Optional[List[str]] = None) -> str:
+             tools: Optional[List[str]] = None, solution=None) -> str:
     from flashinfer_bench.agents import flashinfer_bench_run_sanitizer
 
-    return _run_tool(flashinfer_bench_run_sanitizer, definition, variant, uuid, seed,
+    return _run_tool(flashinfer_bench_run_sanitizer, definition, variant, uuid, seed, solution,
                      sanitizer_types=tools)
 
 
 def profile(definition: str, variant: Optional[str], uuid: Optional[str], seed: int,
-            kernel: Optional[str] = None) -> str:
+            kernel: Optional[str] = None, solution=None) -> str:
     from flashinfer_bench.agents import flashinfer_bench_run_ncu
 
-    return _run_tool(flashinfer_bench_run_ncu, definition, variant, uuid, seed, kernel_name=kernel)
+    return _run_tool(flashinfer_bench_run_ncu, definition, variant, uuid, seed, solution, kernel_name=kernel)

@@ -8,7 +8,7 @@ evaluator re-packs it (random bytes would make NaN scales).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 
@@ -68,11 +68,3 @@ def poisoned_outputs(definition, axes: Dict[str, int], device) -> List[torch.Ten
         fill = float("nan") if dtype.is_floating_point else torch.iinfo(dtype).min
         outs.append(torch.full(shape, fill, dtype=dtype, device=device))
     return outs
-
-
-def as_output_list(result: Any, count: int) -> Optional[List[torch.Tensor]]:
-    if isinstance(result, torch.Tensor):
-        return [result]
-    if isinstance(result, (tuple, list)) and len(result) == count:
-        return list(result)
-    return None

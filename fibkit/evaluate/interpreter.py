@@ -9,12 +9,38 @@ Two interpreter bf16 bugs, fixed in the harness, not in kernels:
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 
 def enable() -> None:
     """Switch Triton to the interpreter (before any kernel is compiled) and fix its bf16."""
     os.environ["TRITON_INTERPRET"] = "1"
     patch()
+
+
+@contextmanager
+def interpreting():
+    """Kernels defined inside the block run through the interpreter; the environment is put
+    back after it, so kernels defined later in the same process compile for the GPU again.
+    flashinfer-bench's builder registry caches built solutions by content, so the block gets
+    an empty cache of its own: no GPU build is reused inside it, and none of its interpreted
+    builds outside it."""
+    from flashinfer_bench.compile import BuilderRegistry
+
+    registry = BuilderRegistry.get_instance()
+    before = os.environ.get("TRITON_INTERPRET")
+    saved, registry._cache = registry._cache, {}
+    enable()
+    try:
+        yield
+    finally:
+        # Drop the interpreted builds without their cleaners: those delete build folders on
+        # disk that another process may be importing from the same cache path.
+        registry._cache = saved
+        if before is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = before
 
 
 def patch() -> None:

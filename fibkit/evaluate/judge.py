@@ -1,10 +1,14 @@
-"""Judging a solution's outputs against the reference's, as the contest does.
+"""Judging a solution's outputs against the reference's, rule for rule as the contest's evaluator
+(flashinfer-bench main, `bench/evaluators/default.py`, `dsa_sparse_attention.py`,
+`dsa_topk_indexer.py`) judges them.
 
-allclose: exact shape and dtype, no NaN/inf (where the reference has none at that element),
-and an element passes when |x - y| <= atol or |x - y| / |y| <= rtol; at least
+allclose: exact shape and dtype; any inf or NaN in an output fails, even where the reference has
+one there; then, in float32, an element passes unless |x - y| > atol and |x - y| / (|y| + 1e-8)
+> rtol (so a finite value where the reference is inf passes, as in the contest), and at least
 `required_ratio` of the elements must pass. topk_set (the indexer): every returned index is
 reachable (its page in that row's block table, its position below seq_len), none repeats, and
-the sorted scores at the returned indices match the sorted reference scores.
+the sorted scores at the returned indices match the sorted reference scores, the -inf of shared
+padding counting as matched.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ INCORRECT_SHAPE = "INCORRECT_SHAPE"
 INCORRECT_DTYPE = "INCORRECT_DTYPE"
 INCORRECT_NUMERICAL = "INCORRECT_NUMERICAL"
 RUNTIME_ERROR = "RUNTIME_ERROR"
+TIMEOUT = "TIMEOUT"
 
 
 @dataclass
@@ -52,36 +57,55 @@ def _layout(out: torch.Tensor, ref: torch.Tensor, name: str) -> Optional[Verdict
     return None
 
 
+def _first(mask: torch.Tensor) -> tuple:
+    return tuple(mask.nonzero()[0].tolist())
+
+
 def compare(x: torch.Tensor, y: torch.Tensor, atol: float, rtol: float, required_ratio: float,
-            name: str = "output") -> Verdict:
-    """Elementwise tolerance check. Non-finite values pass only where the reference has the same
-    value (an lse of -inf for an all-padding row)."""
-    x, y = x.double(), y.double()
+            name: str = "output", shared_nonfinite_ok: bool = False) -> Verdict:
+    """The contest's elementwise rule, in float32 as it computes it. With shared_nonfinite_ok
+    (the indexer's sorted scores), a NaN or same-signed inf in both counts as matched and any
+    other non-finite element as a mismatch; otherwise a non-finite output fails outright."""
+    x, y = x.float(), y.float()
     if x.numel() == 0:
         return Verdict()
-    same_special = (x == y) | (torch.isnan(x) & torch.isnan(y))
-    finite = torch.isfinite(x) & torch.isfinite(y)
-    bad_special = ~finite & ~same_special
-    diff = torch.where(finite, (x - y).abs(), torch.zeros_like(x))
-    rel = diff / y.abs().clamp_min(1e-8)
-    fails = bad_special | (finite & (diff > atol) & (rel > rtol))
+    if shared_nonfinite_ok:
+        shared = (torch.isnan(x) & torch.isnan(y)) | (
+            torch.isinf(x) & torch.isinf(y) & (torch.signbit(x) == torch.signbit(y)))
+        finite = torch.isfinite(x) & torch.isfinite(y)
+        invalid = ~shared & ~finite
+        diff = torch.where(finite, (x - y).abs(), torch.zeros_like(x))
+        rel = diff / (y.abs() + 1e-8)
+        fails = invalid | (finite & (diff > atol) & (rel > rtol))
+    else:
+        nonfinite = ~torch.isfinite(x)
+        if nonfinite.any():
+            where = _first(nonfinite)
+            bad = float(x[where])
+            return Verdict(INCORRECT_NUMERICAL, abs(bad), abs(bad), 0.0,
+                           f"{name}: {bad} at {list(where)} (the contest fails any inf or NaN in an output)")
+        invalid = torch.zeros_like(x, dtype=torch.bool)
+        diff = (x - y).abs()
+        rel = diff / (y.abs() + 1e-8)
+        fails = (diff > atol) & (rel > rtol)
     ratio = 1.0 - float(fails.sum()) / x.numel()
-    max_abs = float("inf") if bad_special.any() else float(diff.max())
-    max_rel = float("inf") if bad_special.any() else float(rel.max())
+    any_invalid = bool(invalid.any())
+    max_abs = float("inf") if any_invalid else float(diff.max())
+    max_rel = float("inf") if any_invalid else float(rel.max())
     v = Verdict(PASSED, max_abs, max_rel, ratio)
-    if bad_special.any():
-        where = bad_special.nonzero()[0].tolist()
-        v.status, v.message = INCORRECT_NUMERICAL, f"{name}: non-finite value at {where}: {x[tuple(where)].item()}"
-    elif ratio < required_ratio:
-        where = fails.nonzero()[0].tolist()
+    if ratio < required_ratio:
+        where = _first(fails)
         v.status = INCORRECT_NUMERICAL
         v.message = (f"{name}: {ratio:.4%} of elements within tolerance (need {required_ratio:.0%}); "
-                     f"first bad at {where}: {x[tuple(where)].item()} vs {y[tuple(where)].item()}")
+                     f"max abs error {max_abs:.3g}; first bad at {list(where)}: "
+                     f"{x[where].item()} vs {y[where].item()}")
     return v
 
 
 def judge_allclose(rule: Judge, names: List[str], outs: List[torch.Tensor],
                    refs: List[torch.Tensor]) -> Verdict:
+    """Each output the solution gave (all of them, or the leading ones where the rule allows
+    fewer) against the reference's."""
     verdict = Verdict()
     for name, out, ref in zip(names, outs, refs):
         bad = _layout(out, ref, name)
@@ -134,7 +158,28 @@ def judge_topk_set(rule: Judge, out: torch.Tensor, ref: torch.Tensor, inputs: di
     ref_s, out_s = scores.split(ref.shape[1], dim=1)
     return compare(out_s.sort(dim=1, descending=True).values,
                    ref_s.sort(dim=1, descending=True).values,
-                   rule.atol, rule.rtol, rule.required_ratio, "sorted scores")
+                   rule.atol, rule.rtol, rule.required_ratio, "sorted scores", shared_nonfinite_ok=True)
+
+
+def normalize_outputs(result: Any, count: int, rule: Judge) -> List[torch.Tensor]:
+    """A value-returning solution's result as a list of outputs, by the contest's rules: a
+    tensor (or number) for a one-output definition, else a tuple or list with one element per
+    output; where the rule allows (DSA attention), the leading `min_outputs` or more. Raises
+    ValueError (the contest's RUNTIME_ERROR) or returns None for a count it judges as
+    INCORRECT_SHAPE."""
+    if rule.min_outputs is not None:  # the DSA evaluator's flexible normalization
+        items = list(result) if isinstance(result, (tuple, list)) else [] if result is None else [result]
+        if not rule.min_outputs <= len(items) <= count:
+            return None
+    elif isinstance(result, (tuple, list)):
+        if len(result) != count:
+            raise ValueError(f"Tuple/list has {len(result)} elements but {count} outputs expected")
+        items = list(result)
+    else:
+        if count != 1:
+            raise ValueError(f"Single value returned but {count} outputs expected")
+        items = [result]
+    return [v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in items]
 
 
 def judge(rule: Judge, definition, inputs: List[Any], outs: List[torch.Tensor],

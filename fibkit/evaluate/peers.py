@@ -1,13 +1,17 @@
-"""Peers timed beside our solution on the same inputs.
+"""What runs in an evaluation: the solution under test and the peers checked and timed beside
+it on the same inputs.
 
+The solution is the user's (`--solution PATH`) or one of fibkit's variants. Peers:
+`fibkit`: fibkit's default solution, beside a user's solution.
 `torch`: the baseline solution folder of each definition (written as well as PyTorch allows).
 `fla`: fla-core's Triton kernels for the two GDN definitions, called with the contest's
 semantics (raw gate inputs and beta logits handled in-kernel, k-last state via
-state_v_first=True). Peers are value-returning; the evaluator copies nothing for them.
+state_v_first=True); value-returning, so the evaluator copies nothing for them.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 def _fla_decode(q, k, v, state, A_log, a, dt_bias, b, scale):
@@ -40,6 +44,51 @@ def fla_available() -> bool:
         return True
     except Exception:
         return False
+
+
+@dataclass
+class Contender:
+    """Something the evaluator checks and times: a name for tables, the callable, whether it
+    takes its outputs as arguments, and the flashinfer-bench Solution it was built from (None
+    for a library peer)."""
+
+    name: str
+    fn: Callable
+    dps: bool
+    solution: Any = None
+
+
+def solution_contender(name: str, solution, definition) -> Contender:
+    from fibkit.evaluate.solution import load
+
+    fn = load(solution, definition)
+    return Contender(name, fn, fn.metadata.destination_passing_style, solution)
+
+
+def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
+    """The solution under test and, when timing with peers, the peers in table order."""
+    from fibkit.evaluate.solution import open_solution, pack
+
+    if opts.solution is not None:
+        main = solution_contender("yours", open_solution(opts.solution), definition)
+        variant = None
+    else:
+        variant = opts.variant or spec.default_variant
+        main = solution_contender("ours", pack(spec.solution_dir(variant)), definition)
+    peers: List[Contender] = []
+    if not (opts.peers and opts.timing):
+        return main, peers
+    if opts.solution is not None:
+        peers.append(solution_contender("fibkit", pack(spec.solution_dir()), definition))
+    for name in spec.peers:
+        if name == "torch":
+            if variant != "baseline":
+                peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
+        else:
+            fn = external_peer(name, spec.name)
+            if fn is not None:
+                peers.append(Contender(name, fn, False))
+    return main, peers
 
 
 def external_peer(name: str, definition: str) -> Optional[Callable]:

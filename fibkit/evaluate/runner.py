@@ -1,27 +1,35 @@
-"""The evaluation of one definition: for each workload, check a solution on fresh inputs
-against the reference, then time it, the reference and the peers on the same inputs, and
-compute the floor. Everything definition-specific comes from fibkit.catalog."""
+"""The evaluation of one definition, as the contest's evaluator runs it: for each workload, draw
+the trials' inputs, compute the reference outputs, then for the solution and for each peer check
+every trial and time every trial (mean over the trials of each trial's median), each within the
+time limit. Everything definition-specific comes from fibkit.catalog."""
 from __future__ import annotations
 
 import importlib
-import json
+import signal
+import statistics
+import threading
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from fibkit import catalog
 from fibkit.catalog import DefSpec
-from fibkit.dataset import WorkloadSpec, official_workloads
-from fibkit.dataset.writer import blob_tensors
 from fibkit.evaluate import judge as judging
 from fibkit.evaluate import peers as peer_lib
-from fibkit.evaluate import solution as solution_lib
 from fibkit.evaluate import timing
-from fibkit.evaluate.cache import ReferenceCache
-from fibkit.evaluate.inputs import as_output_list, has_random_inputs, make_inputs, poisoned_outputs
+from fibkit.evaluate.cache import ReferenceCache, data_tag
+from fibkit.evaluate.inputs import has_random_inputs, make_inputs, poisoned_outputs
+from fibkit.evaluate.peers import Contender
+from fibkit.evaluate.traces import trace_record
+from fibkit.evaluate.workloads import WorkloadSource, select
+
+__all__ = ["RunOptions", "evaluate_definition", "WorkloadSource", "select", "call_solution"]
+
+TIMEOUT_S = 300  # the contest's limit on one solution's evaluation of one workload
 
 
 @dataclass
@@ -31,71 +39,51 @@ class RunOptions:
     timing: bool = True
     quick: bool = False
     variant: Optional[str] = None
+    solution: Optional[Path] = None  # the user's solution (folder, config.toml, solution.json)
     dataset: Optional[Path] = None
     device: str = "cuda"
-    warmup: int = 10
-    iters: int = 50
+    warmup: Optional[int] = None  # None: the contest's figure for the definition (catalog)
+    iters: Optional[int] = None
+    timeout_s: Optional[float] = TIMEOUT_S
     cache_dir: Optional[Path] = None
     peers: bool = True
     limit: Optional[int] = None  # first N workloads (after --quick selection)
     smallest: Optional[int] = None  # the N cheapest workloads (interpreter checks)
     verbose: bool = False
-    solution_dir: Optional[Path] = None  # evaluate this folder instead of the variant's
     shard: Optional[Tuple[int, int]] = None  # (i, n): only workloads i, i + n, ... (one GPU of n)
 
-
-class WorkloadSource:
-    """The workloads of a definition and their stored inputs: from a dataset folder (a real one
-    or one `fibkit dataset` wrote) when given, else the official list with synthesized blobs."""
-
-    def __init__(self, spec: DefSpec, dataset: Optional[Path], seed: int):
-        self.spec, self.dataset, self.seed = spec, dataset, seed
-        self._files: Dict[str, Dict[str, tuple]] = {}
-
-    def workloads(self) -> List[WorkloadSpec]:
-        if self.dataset is None:
-            return official_workloads(self.spec.name)
-        path = self.dataset / "workloads" / self.spec.op_type / f"{self.spec.name}.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"dataset {self.dataset} has no {path.relative_to(self.dataset)}")
-        out = []
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            w = json.loads(line)["workload"]
-            blobs = {n: (i["path"], i["tensor_key"]) for n, i in w["inputs"].items() if i["type"] == "safetensors"}
-            scalars = {n: i["value"] for n, i in w["inputs"].items() if i["type"] == "scalar"}
-            self._files[w["uuid"]] = blobs
-            out.append(WorkloadSpec(self.spec.name, w["uuid"], w["axes"], scalars, tuple(blobs)))
-        return out
-
-    def blobs(self, wl: WorkloadSpec) -> Dict[str, torch.Tensor]:
-        if self.dataset is None:
-            return blob_tensors(wl, self.seed)
-        from safetensors.torch import load_file
-
-        loaded: Dict[str, dict] = {}
-        out = {}
-        for name, (rel, key) in self._files[wl.uuid].items():
-            if rel not in loaded:
-                loaded[rel] = load_file(str(self.dataset / rel))
-            out[name] = loaded[rel][key]
-        return out
+    def timing_for(self, spec: DefSpec) -> Tuple[int, int]:
+        warm, iters = spec.timing
+        return (warm if self.warmup is None else self.warmup,
+                iters if self.iters is None else self.iters)
 
 
-def select(spec: DefSpec, workloads: List[WorkloadSpec], opts: RunOptions) -> List[WorkloadSpec]:
-    def size(w):
-        return tuple(w.axes.get(a, 0) for a in [spec.size_axis, *sorted(w.axes)])
+class EvaluationTimeout(BaseException):
+    """Raised inside a solution that outlives the time limit. A BaseException, so that a
+    solution's own `except Exception` cannot swallow it."""
 
-    if opts.smallest:
-        workloads = sorted(workloads, key=size)[: opts.smallest]
-    if opts.quick:
-        ordered = sorted(workloads, key=size)
-        n = min(spec.quick_count, len(ordered))
-        picks = sorted({round(i * (len(ordered) - 1) / max(n - 1, 1)) for i in range(n)})
-        workloads = [ordered[i] for i in picks]
-    workloads = workloads[: opts.limit] if opts.limit else workloads
-    return workloads[opts.shard[0]::opts.shard[1]] if opts.shard else workloads
+
+@contextmanager
+def deadline(seconds: Optional[float]):
+    """Interrupt the block after `seconds` (SIGALRM, main thread only; elsewhere no limit).
+    Python code and sleeps are interrupted; a GPU kernel that never ends is not (the contest
+    kills its worker process instead)."""
+    usable = (seconds and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise EvaluationTimeout(f"evaluation exceeded the {seconds:g} s limit")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _sync(device):
@@ -103,21 +91,24 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def call_solution(fn: Callable, dps: bool, definition, axes, inputs, device):
-    """Run a solution once; returns (outputs, error message)."""
+def call_solution(c: Contender, definition, rule, axes, inputs, device):
+    """Run a contender once on poisoned outputs (or take what it returns); returns
+    (outputs, None) or (None, a failing Verdict)."""
     try:
         with torch.no_grad():
-            if dps:
+            if c.dps:
                 outs = poisoned_outputs(definition, axes, device)
-                fn(*inputs, *outs)
+                c.fn(*inputs, *outs)
             else:
-                outs = as_output_list(fn(*inputs), len(definition.outputs))
+                outs = judging.normalize_outputs(c.fn(*inputs), len(definition.outputs), rule)
                 if outs is None:
-                    return None, "value-returning solution returned the wrong number of outputs"
+                    return None, judging.Verdict(judging.INCORRECT_SHAPE,
+                                                 message="returned the wrong number of outputs")
         _sync(device)
-        return outs, ""
+        return outs, None
     except Exception as e:  # a crashing solution is a verdict, not our crash
-        return None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        return None, judging.Verdict(judging.RUNTIME_ERROR,
+                                     message=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
 
 
 def gpu_name(device) -> str:
@@ -126,99 +117,152 @@ def gpu_name(device) -> str:
     return "cpu"
 
 
-def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
-    definition = catalog.load_definition(spec.name)
-    variant = opts.variant or spec.default_variant
-    device = opts.device
-    reference = importlib.import_module(f"fibkit.references.{spec.name}").run
-    source = WorkloadSource(spec, opts.dataset, opts.seed)
-    workloads = select(spec, source.workloads(), opts)
-    data_tag = "dataset:" + str(opts.dataset) if opts.dataset else "synth:v1"
-    cache = ReferenceCache(opts.cache_dir, catalog.reference_source(spec), data_tag)
-    gpu = gpu_name(device)
+@dataclass
+class _Trial:
+    inputs: List[Any]
+    refs: List[torch.Tensor]
 
-    sol = solution_lib.load(opts.solution_dir or spec.solution_dir(variant), definition)
-    dps = sol.metadata.destination_passing_style
-    peer_fns: Dict[str, tuple] = {}
-    if opts.peers and opts.timing:
-        for name in spec.peers:
-            if name == "torch":
-                if variant != "baseline":
-                    base = solution_lib.load(spec.solution_dir("baseline"), definition)
-                    peer_fns["torch"] = (base, base.metadata.destination_passing_style)
-            else:
-                fn = peer_lib.external_peer(name, spec.name)
-                if fn is not None:
-                    peer_fns[name] = (fn, False)
 
-    rows = []
-    bar = progress(total=len(workloads), desc=spec.alias, unit="wl", leave=False) if progress else None
-    for wl in workloads:
-        blobs = source.blobs(wl)
-        fresh_trials = has_random_inputs(definition, wl)
-        verdict, kept, kept_refs = judging.Verdict(), None, None
-        for trial in range(opts.trials):
-            t = trial if fresh_trials else 0
-            inputs = make_inputs(definition, wl, blobs, seed=opts.seed, trial=t, device=device)
-            refs = cache.outputs(spec.name, wl.uuid, opts.seed, t,
-                                 lambda: as_output_list(reference(*inputs), len(definition.outputs)),
-                                 device)
-            outs, err = call_solution(sol, dps, definition, wl.axes, inputs, device)
-            v = (judging.Verdict(judging.RUNTIME_ERROR, message=err) if outs is None
-                 else judging.judge(spec.judge, definition, inputs, outs, refs))
-            verdict = verdict.merge(v)
-            if trial == 0:
-                kept, kept_refs = inputs, refs
-            else:
-                del inputs
-            if not verdict.passed:
-                break
+@dataclass
+class _Outcome:
+    verdict: judging.Verdict
+    latency_us: Optional[float] = None
+
+
+class _Evaluation:
+    """One definition's run: its workloads, reference, cache and contenders."""
+
+    def __init__(self, spec: DefSpec, opts: RunOptions):
+        self.spec, self.opts, self.device = spec, opts, opts.device
+        self.definition = catalog.load_definition(spec.name)
+        self.reference = importlib.import_module(f"fibkit.references.{spec.name}").run
+        self.source = WorkloadSource(spec, opts.dataset, opts.seed)
+        self.workloads = select(spec, self.source.workloads(), opts)
+        self.cache = ReferenceCache(opts.cache_dir, catalog.reference_source(spec),
+                                    data_tag(spec, opts.dataset))
+        self.gpu = gpu_name(self.device)
+        self.warmup, self.iters = opts.timing_for(spec)
+        self.main, self.peers = peer_lib.contenders(spec, self.definition, opts)
+
+    def trials(self, wl) -> List[_Trial]:
+        """Each trial's inputs (fresh random ones per trial; stored ones copied for each, as the
+        contest loads them per trial) and the reference's outputs on them."""
+        blobs = self.source.blobs(wl, self.definition)
+        fresh = has_random_inputs(self.definition, wl)
+        stored = {b.data_ptr() for b in blobs.values()}
+        out, refs_of = [], {}
+        for trial in range(self.opts.trials):
+            t = trial if fresh else 0
+            inputs = make_inputs(self.definition, wl, blobs, seed=self.opts.seed, trial=t, device=self.device)
+            # Each trial owns its tensors, so a solution that writes into an input cannot
+            # change what the next trial (or the next contender) sees.
+            inputs = [x.clone() if isinstance(x, torch.Tensor) and x.data_ptr() in stored else x
+                      for x in inputs]
+            if t not in refs_of:
+                refs_of[t] = self.cache.outputs(
+                    self.spec.name, wl.uuid, self.opts.seed, t,
+                    lambda: judging.normalize_outputs(self.reference(*inputs), len(self.definition.outputs),
+                                                      catalog.Judge()), self.device)
+            out.append(_Trial(inputs, refs_of[t]))
+        return out
+
+    def _time(self, fn, dps: bool, trials: List[_Trial], axes) -> float:
+        medians = []
+        for tr in trials:
+            args = list(tr.inputs) + (poisoned_outputs(self.definition, axes, self.device) if dps else [])
+            medians.append(timing.time_us(fn, args, self.warmup, self.iters))
+        return statistics.mean(medians)
+
+    def run(self, c: Contender, wl, trials: List[_Trial]) -> _Outcome:
+        """Check every trial, then (when timing and correct) time every trial, within the
+        time limit."""
+        try:
+            with deadline(self.opts.timeout_s):
+                verdict = judging.Verdict()
+                for tr in trials:
+                    outs, failed = call_solution(c, self.definition, self.spec.judge, wl.axes,
+                                                 tr.inputs, self.device)
+                    v = failed or judging.judge(self.spec.judge, self.definition, tr.inputs, outs, tr.refs)
+                    verdict = verdict.merge(v)
+                    del outs
+                    if not verdict.passed:
+                        return _Outcome(verdict)
+                if not self.opts.timing:
+                    return _Outcome(verdict)
+                try:
+                    return _Outcome(verdict, self._time(c.fn, c.dps, trials, wl.axes))
+                except Exception as e:
+                    return _Outcome(judging.Verdict(judging.RUNTIME_ERROR,
+                                                    message=f"while timing: {type(e).__name__}: {e}"))
+        except EvaluationTimeout as e:
+            return _Outcome(judging.Verdict(judging.TIMEOUT, message=str(e)))
+
+    def reference_latency(self, wl, trials: List[_Trial]) -> float:
+        key = f"{wl.uuid}:{self.opts.seed}:{self.gpu}:w{self.warmup}i{self.iters}t{len(trials)}"
+        return self.cache.latency(self.spec.name, key, lambda: self._time(self.reference, False, trials, wl.axes))
+
+    def row(self, wl) -> Tuple[Dict[str, Any], List[dict]]:
+        trials = self.trials(wl)
+        main = self.run(self.main, wl, trials)
+        v = main.verdict
         row: Dict[str, Any] = {
-            "uuid": wl.uuid, "axes": dict(wl.axes), "status": verdict.status,
-            "max_abs_error": verdict.max_abs, "max_rel_error": verdict.max_rel,
-            "matched_ratio": verdict.matched_ratio,
+            "uuid": wl.uuid, "axes": dict(wl.axes), "status": v.status,
+            "max_abs_error": v.max_abs, "max_rel_error": v.max_rel, "matched_ratio": v.matched_ratio,
         }
-        if verdict.message:
-            row["message"] = verdict.message
-        if opts.verbose and not verdict.passed:
-            print(f"  {spec.alias} {wl.uuid}: {verdict.status}: {verdict.message}")
-        if opts.timing:
-            named = dict(zip(definition.inputs, kept))
-            cost = spec.cost(wl.axes, named)
-            row["floor_us"] = cost.floor_us
-            row["bytes"], row["flops"] = cost.bytes, cost.flops
-            if verdict.passed:
-                args = list(kept) + (poisoned_outputs(definition, wl.axes, device) if dps else [])
-                row["latency_us"] = timing.time_us(sol, args, opts.warmup, opts.iters)
-                warm, iters = spec.reference_timing
-                row["reference_latency_us"] = cache.latency(
-                    spec.name, wl.uuid, opts.seed, gpu, lambda args=kept: timing.time_us(reference, args, warm, iters))
-                row["speedup_vs_reference"] = row["reference_latency_us"] / row["latency_us"]
-                row["floor_fraction"] = cost.floor_us / row["latency_us"]
+        if v.message:
+            row["message"] = v.message
+        if self.opts.verbose and not v.passed:
+            print(f"  {self.spec.alias} {wl.uuid}: {v.status}: {v.message.splitlines()[0] if v.message else ''}")
+        outcomes = {self.main.name: main}
+        if self.opts.timing:
+            cost = self.spec.cost(wl.axes, dict(zip(self.definition.inputs, trials[0].inputs)))
+            row["floor_us"], row["bytes"], row["flops"] = cost.floor_us, cost.bytes, cost.flops
+            if main.latency_us is not None:
+                row["latency_us"] = main.latency_us
+                row["reference_latency_us"] = self.reference_latency(wl, trials)
+                row["speedup_vs_reference"] = row["reference_latency_us"] / main.latency_us
+                row["floor_fraction"] = cost.floor_us / main.latency_us
             row["peers"], row["peer_status"] = {}, {}
-            if "torch" in spec.peers and variant == "baseline" and "latency_us" in row:
-                row["peers"]["torch"], row["peer_status"]["torch"] = row["latency_us"], "PASSED"
-            for name, (fn, peer_dps) in peer_fns.items():
-                outs, err = call_solution(fn, peer_dps, definition, wl.axes, kept, device)
-                pv = (judging.Verdict(judging.RUNTIME_ERROR, message=err) if outs is None
-                      else judging.judge(spec.judge, definition, kept, outs, kept_refs))
-                row["peer_status"][name] = pv.status
-                if pv.passed:
-                    pargs = list(kept) + (poisoned_outputs(definition, wl.axes, device) if peer_dps else [])
-                    row["peers"][name] = timing.time_us(fn, pargs, opts.warmup, opts.iters)
-        rows.append(row)
-        del kept, kept_refs
+            for p in self.peers:
+                outcome = self.run(p, wl, trials)
+                outcomes[p.name] = outcome
+                row["peer_status"][p.name] = outcome.verdict.status
+                if outcome.latency_us is not None:
+                    row["peers"][p.name] = outcome.latency_us
+        ref_us = row.get("reference_latency_us")
+        traces = [trace_record(self.definition, c.solution, self.source.record(wl), outcomes[c.name],
+                               ref_us, self.gpu, timed=self.opts.timing)
+                  for c in [self.main, *self.peers] if c.solution is not None and c.name in outcomes]
+        return row, traces
+
+
+def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
+    ev = _Evaluation(spec, opts)
+    rows, traces = [], []
+    bar = progress(total=len(ev.workloads), desc=spec.alias, unit="wl", leave=False) if progress else None
+    try:
+        for wl in ev.workloads:
+            row, wl_traces = ev.row(wl)
+            rows.append(row)
+            traces += wl_traces
+            if bar:
+                bar.update(1)
+    finally:
         if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
+            bar.close()  # also on an error, so that its message starts a clean line
     return {
-        "gpu": gpu,
+        "gpu": ev.gpu,
         "definition": spec.name,
-        "solution": sol.metadata.solution_name,
-        "variant": variant,
+        "solution": ev.main.solution.name if ev.main.solution is not None else ev.main.name,
+        "variant": None if opts.solution else (opts.variant or spec.default_variant),
+        "user_solution": str(opts.solution) if opts.solution else None,
         "timing_method": timing.method() if opts.timing else None,
+        "timing": {"warmup": ev.warmup, "iterations": ev.iters, "trials": opts.trials} if opts.timing else None,
         "seed": opts.seed,
         "versions": peer_lib.versions(),
         "workloads": rows,
+        # Internal (not written to the results JSON): the FlashInfer-Trace records and the
+        # Solutions they name, for traces.write_traces.
+        "_traces": traces,
+        "_solutions": {c.solution.name: c.solution for c in [ev.main, *ev.peers] if c.solution is not None},
     }

@@ -13,7 +13,8 @@ from multiprocessing import get_context
 from typing import List, Sequence
 
 from fibkit import catalog
-from fibkit.evaluate.runner import RunOptions, WorkloadSource, evaluate_definition, select
+from fibkit.evaluate.runner import RunOptions, evaluate_definition
+from fibkit.evaluate.workloads import WorkloadSource, select
 
 
 def _shard(index: int, count: int, names: Sequence[str], opts: RunOptions, device: str) -> List[dict]:
@@ -38,6 +39,8 @@ def evaluate_spread(specs, opts: RunOptions, devices: Sequence[str]) -> List[dic
         result = dict(shards[0][k])
         rows = [row for shard in shards for row in shard[k]["workloads"]]
         result["workloads"] = sorted(rows, key=lambda row: order.index(row["uuid"]))
+        result["_traces"] = sorted((t for shard in shards for t in shard[k]["_traces"]),
+                                   key=lambda t: order.index(t["workload"]["uuid"]))
         result["devices"] = list(devices)
         merged.append(result)
     return merged
