@@ -153,7 +153,7 @@ def test_cuda_template_checks_and_benches_on_the_gpu(tmp_path, binding):
     assert main(["init", "gdn_decode", str(folder), "--language", "cuda", "--binding", binding]) == 0
     assert main(["check", "--solution", str(folder), "--quick", "--no-cache"]) == 0
     out = tmp_path / "results"
-    assert main(["bench", "--solution", str(folder), "--quick", "--no-cache", "--results", str(out)]) == 0
+    assert main(["bench", "--solution", str(folder), "--quick", "--limit", "2", "--no-cache", "--results", str(out)]) == 0
     [result] = out.glob("*/*/gdn_decode_qk4_v8_d128_k_last.json")
     rows = json.loads(result.read_text())["workloads"]
     assert all(r["status"] == "PASSED" and r["latency_us"] > 0 for r in rows)
@@ -165,7 +165,7 @@ def test_bench_solution_puts_yours_fibkit_and_peers_in_one_report(tmp_path):
     folder = tmp_path / "mine"
     main(["init", "gdn_decode", str(folder)])
     out = tmp_path / "results"
-    assert main(["bench", "--solution", str(folder), "--quick", "--results", str(out)]) == 0
+    assert main(["bench", "--solution", str(folder), "--quick", "--limit", "2", "--results", str(out)]) == 0
     [report] = out.glob("*/*/REPORT.md")
     text = report.read_text()
     for column in ("yours_us", "fibkit_us", "torch_us", "fla_us"):

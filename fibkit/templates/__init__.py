@@ -135,8 +135,9 @@ def _config(name: str, solution_name: str, language: str, entry: str, binding: O
 
 def _cuda_source(name: str, binding: str) -> str:
     kernel = (HERE / "cuda" / f"{name}.cu").read_text()
-    part = re.search(rf"// >>> {re.escape(binding)}\n(.*?)// <<< {re.escape(binding)}\n", kernel, re.S)
-    common = re.sub(r"// >>> .*?// <<< [^\n]*\n", "", kernel, flags=re.S)
+    # Binding blocks sit between whole-line markers `// >>> NAME` and `// <<< NAME`.
+    part = re.search(rf"^// >>> {re.escape(binding)}\n(.*?)^// <<< {re.escape(binding)}\n", kernel, re.S | re.M)
+    common = re.sub(r"^// >>> .*?^// <<< [^\n]*\n", "", kernel, flags=re.S | re.M)
     common = "\n".join(line for line in common.splitlines() if not line.startswith("//!")).lstrip("\n")
     header = (f"// {name}: a starting solution written by `fibkit init` ({binding} binding).\n"
               "// Correct as written, not fast: replace the kernel, keep the entry point's signature.\n//\n"

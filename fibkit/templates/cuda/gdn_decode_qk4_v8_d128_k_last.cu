@@ -1,5 +1,5 @@
-//! `fibkit init --language cuda gdn_decode`: the kernel, then one block per binding
-//! (`// >>> torch` ... `// <<< torch`); init writes the kernel and the chosen binding.
+//! `fibkit init --language cuda gdn_decode`: the kernel, then one block per binding between
+//! whole-line markers; init writes the kernel and the chosen binding.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
