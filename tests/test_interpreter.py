@@ -51,3 +51,29 @@ def test_bf16_dot_and_cast_exact_after_patch():
     assert after < 1e-3
     assert cast_before > 100  # truncation: about half the values differ from torch's rounding
     assert cast_after == 0
+
+
+def test_interpreted_builds_stay_inside_the_block(tmp_path):
+    """A solution built for the interpreter is not what a later GPU-mode build of the same
+    solution gets (flashinfer-bench caches builds by content in its registry and sys.modules)."""
+    import os
+    import sys
+
+    from fibkit import catalog
+    from fibkit.evaluate.interpreter import interpreting
+    from fibkit.evaluate.solution import load, pack
+    from fibkit.templates import write_template
+
+    spec = catalog.SPECS["gdn_decode_qk4_v8_d128_k_last"]
+    folder = write_template(spec, tmp_path / "t")
+    definition = catalog.load_definition(spec.name)
+    def built():
+        return {m: id(sys.modules[m]) for m in sys.modules if m.startswith("fib_triton_")}
+
+    env, modules = os.environ.get("TRITON_INTERPRET"), built()
+    with interpreting():
+        inside = load(pack(folder), definition)
+        assert built() and not set(built().items()) & set(modules.items())  # its own modules only
+    assert os.environ.get("TRITON_INTERPRET") == env
+    assert built() == modules  # the block's modules are gone, the earlier ones are back
+    assert load(pack(folder), definition) is not inside

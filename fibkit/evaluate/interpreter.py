@@ -22,14 +22,21 @@ def enable() -> None:
 def interpreting():
     """Kernels defined inside the block run through the interpreter; the environment is put
     back after it, so kernels defined later in the same process compile for the GPU again.
-    flashinfer-bench's builder registry caches built solutions by content, so the block gets
-    an empty cache of its own: no GPU build is reused inside it, and none of its interpreted
-    builds outside it."""
+    flashinfer-bench caches a built solution twice, by content: in its builder registry and as
+    an imported module (`fib_python_*`, `fib_triton_*` in sys.modules). The block gets empty
+    caches of its own, so no GPU build is reused inside it and none of its interpreted builds
+    outside it (an interpreted kernel fed GPU tensors runs, but thousands of times slower)."""
+    import sys
+
     from flashinfer_bench.compile import BuilderRegistry
+
+    def built(name: str) -> bool:
+        return name.startswith(("fib_python_", "fib_triton_"))
 
     registry = BuilderRegistry.get_instance()
     before = os.environ.get("TRITON_INTERPRET")
     saved, registry._cache = registry._cache, {}
+    saved_modules = {m: sys.modules.pop(m) for m in [m for m in sys.modules if built(m)]}
     enable()
     try:
         yield
@@ -37,6 +44,9 @@ def interpreting():
         # Drop the interpreted builds without their cleaners: those delete build folders on
         # disk that another process may be importing from the same cache path.
         registry._cache = saved
+        for m in [m for m in sys.modules if built(m)]:
+            del sys.modules[m]
+        sys.modules.update(saved_modules)
         if before is None:
             os.environ.pop("TRITON_INTERPRET", None)
         else:
