@@ -21,7 +21,9 @@ from fibkit.catalog import DefSpec
 
 HERE = Path(__file__).resolve().parent
 # Definitions with a CUDA starting kernel in cuda/<definition>.cu (and their C++ signatures).
-CUDA_KERNELS = ("gdn_decode_qk4_v8_d128_k_last",)
+CUDA_KERNELS = ("gdn_decode_qk4_v8_d128_k_last", "gdn_prefill_qk4_v8_d128_k_last",
+                "dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",
+                "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64")
 
 
 class TemplateError(ValueError):
