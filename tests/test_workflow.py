@@ -134,16 +134,35 @@ def test_cuda_init_without_a_cuda_kernel_is_refused(tmp_path, capsys):
     assert len(err) == 1 and "no CUDA starting kernel" in err[0]
 
 
-@pytest.mark.parametrize("binding", ["torch", "tvm-ffi"])
-def test_cuda_template_is_written_and_packs(tmp_path, binding):
+CUDA_CASES = [(name, binding) for name, bindings in CUDA_KERNELS.items() for binding in bindings]
+
+
+@pytest.mark.parametrize("name,binding", CUDA_CASES)
+def test_cuda_template_is_written_and_packs(tmp_path, binding, name):
     folder = tmp_path / binding
-    assert main(["init", "gdn_decode", str(folder), "--language", "cuda", "--binding", binding]) == 0
+    assert main(["init", name, str(folder), "--language", "cuda", "--binding", binding]) == 0
     source = (folder / "kernel.cu").read_text()
-    assert "__global__ void gdn_decode_kernel" in source and "//!" not in source
+    d = catalog.definition_dict(name)
+    assert "__global__ void" in source and "//!" not in source and "// >>>" not in source
+    assert f"kernel({', '.join([*d['inputs'], *d['outputs']])})" in source  # the documented signature
     assert ("PYBIND11_MODULE" in source) == (binding == "torch")
     assert ("TVM_FFI_DLL_EXPORT_TYPED_FUNC" in source) == (binding == "tvm-ffi")
     sol = solution_lib.pack(folder)
     assert sol.spec.language.value == "cuda" and sol.spec.binding.value == binding
+
+
+def test_unchecked_cuda_binding_is_refused(tmp_path, capsys):
+    assert main(["init", "dsa_attention", str(tmp_path / "c"), "--language", "cuda", "--binding", "torch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--binding tvm-ffi" in err[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,binding", [c for c in CUDA_CASES if c[0] != "gdn_decode_qk4_v8_d128_k_last"])
+def test_cuda_template_checks_on_the_gpu(tmp_path, binding, name):
+    folder = tmp_path / binding
+    assert main(["init", name, str(folder), "--language", "cuda", "--binding", binding]) == 0
+    assert main(["check", "--solution", str(folder), "--quick", "--no-cache"]) == 0
 
 
 @pytest.mark.gpu

@@ -4,9 +4,10 @@ A folder holds config.toml (the starter kit's format) and the kernel:
 - Triton (every definition): kernel.py. `kernel` computes the outputs with PyTorch, following
   the definition's reference (fibkit's vectorized one, written into the file), then writes each
   output with one Triton copy kernel. Replace the PyTorch part with your own kernels.
-- CUDA (the definitions in `CUDA_KERNELS`): kernel.cu, a plain CUDA kernel (one thread per
-  output row, float32 arithmetic) with its binding: `torch` (a PyTorch C++ extension,
-  pybind11) or `tvm-ffi` (TVM FFI's exported typed function).
+- CUDA (the definitions in `CUDA_KERNELS`: all but MoE, whose naive form would stream each
+  expert's 44 MB of weights once per token): kernel.cu, a plain CUDA kernel (float32
+  arithmetic, one block per output row group) with its binding: `torch` (a PyTorch C++
+  extension, pybind11) or `tvm-ffi` (TVM FFI's exported typed function).
 Both take their outputs as arguments (destination passing), in definition order after the
 inputs; the docstring lists every input and output with its dtype and shape.
 """
@@ -21,9 +22,14 @@ from fibkit.catalog import DefSpec
 
 HERE = Path(__file__).resolve().parent
 # Definitions with a CUDA starting kernel in cuda/<definition>.cu (and their C++ signatures).
-CUDA_KERNELS = ("gdn_decode_qk4_v8_d128_k_last", "gdn_prefill_qk4_v8_d128_k_last",
-                "dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",
-                "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64")
+# Definition -> the bindings whose template has passed `fibkit check` on the H200 (a binding
+# is offered only once it has: the DSA torch bindings build there, but their check has not run).
+CUDA_KERNELS = {
+    "gdn_decode_qk4_v8_d128_k_last": ("torch", "tvm-ffi"),
+    "gdn_prefill_qk4_v8_d128_k_last": ("torch", "tvm-ffi"),
+    "dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64": ("tvm-ffi",),
+    "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64": ("tvm-ffi",),
+}
 
 
 class TemplateError(ValueError):
@@ -165,6 +171,10 @@ def write_template(spec: DefSpec, folder: Path, language: str = "triton", bindin
             raise TemplateError(f"no CUDA starting kernel for {spec.alias} yet (CUDA: "
                                 f"{', '.join(catalog.SPECS[n].alias for n in CUDA_KERNELS)}); "
                                 f"use --language triton")
+        if binding not in CUDA_KERNELS[spec.name]:
+            raise TemplateError(f"the {spec.alias} CUDA template is checked with the "
+                                f"{' and '.join(CUDA_KERNELS[spec.name])} binding only so far; "
+                                f"use --binding {CUDA_KERNELS[spec.name][0]}")
         files = {"kernel.cu": _cuda_source(spec.name, binding),
                  "config.toml": _config(spec.name, stem, "cuda", "kernel.cu::kernel", binding)}
     else:

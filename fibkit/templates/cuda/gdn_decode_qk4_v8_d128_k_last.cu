@@ -48,8 +48,7 @@ static float resolve_scale(double scale) {
 
 // >>> torch
 #include <torch/extension.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAStream.h>
+#include <ATen/cuda/CUDAContext.h>
 
 void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> state,
             torch::Tensor A_log, torch::Tensor a, torch::Tensor dt_bias, torch::Tensor b,
@@ -60,7 +59,7 @@ void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<tor
     return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr<at::BFloat16>());
   };
   const float* s = state.has_value() ? state->data_ptr<float>() : nullptr;
-  gdn_decode_kernel<<<batch * kHeads, kDim, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  gdn_decode_kernel<<<batch * kHeads, kDim, 0, at::cuda::getCurrentCUDAStream()>>>(
       bf16(q), bf16(k), bf16(v), s, A_log.data_ptr<float>(), bf16(a), dt_bias.data_ptr<float>(),
       bf16(b), resolve_scale(scale), reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()),
       new_state.data_ptr<float>());
