@@ -77,3 +77,26 @@ def test_interpreted_builds_stay_inside_the_block(tmp_path):
     assert os.environ.get("TRITON_INTERPRET") == env
     assert built() == modules  # the block's modules are gone, the earlier ones are back
     assert load(pack(folder), definition) is not inside
+
+
+def test_interpret_after_triton_was_imported_for_the_gpu():
+    """On a GPU host triton is imported with the interpreter off, so its own @jit library
+    functions (tl.sigmoid in fibkit's decode kernel) are compiled-mode JITFunctions, which an
+    interpreted kernel cannot call. `check --interpret` must work there too: a fresh process
+    without TRITON_INTERPRET builds fibkit's decode for the GPU first, then checks it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from fibkit import catalog\n"
+        "from fibkit.cli import main\n"
+        "from fibkit.evaluate.solution import load, pack\n"
+        "spec = catalog.SPECS['gdn_decode_qk4_v8_d128_k_last']\n"
+        "load(pack(spec.solution_dir('triton')), catalog.load_definition(spec.name))\n"
+        "raise SystemExit(main(['check', 'gdn_decode', '--interpret', '--variant', 'triton',"
+        " '--smallest', '1', '--no-cache']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "1/1 workload(s) passed" in r.stdout

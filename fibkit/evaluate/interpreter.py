@@ -38,9 +38,12 @@ def interpreting():
     saved, registry._cache = registry._cache, {}
     saved_modules = {m: sys.modules.pop(m) for m in [m for m in sys.modules if built(m)]}
     enable()
+    swapped = _interpret_language()
     try:
         yield
     finally:
+        for module, name, jitted in swapped:
+            setattr(module, name, jitted)
         # Drop the interpreted builds without their cleaners: those delete build folders on
         # disk that another process may be importing from the same cache path.
         registry._cache = saved
@@ -51,6 +54,26 @@ def interpreting():
             os.environ.pop("TRITON_INTERPRET", None)
         else:
             os.environ["TRITON_INTERPRET"] = before
+
+
+def _interpret_language() -> list:
+    """Triton's own @jit library functions (tl.sigmoid, tl.max, tl.cdiv, ...) are JITFunctions
+    when triton was imported with the interpreter off, and an interpreted kernel cannot call
+    them ("Cannot call @triton.jit'd outside of the scope of a kernel"). Swap each for an
+    interpreted twin; returns (module, name, original) to put back."""
+    import sys
+
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    swapped = []
+    for name in [n for n in sys.modules if n == "triton.language" or n.startswith("triton.language.")]:
+        module = sys.modules[name]
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, JITFunction):
+                setattr(module, attr, InterpretedFunction(value.fn))
+                swapped.append((module, attr, value))
+    return swapped
 
 
 def patch() -> None:
