@@ -91,6 +91,12 @@ def _user_solution(args):
     return sol, spec
 
 
+def _chosen_specs(args):
+    """The definitions a check or bench runs: the --solution's, else the named ones (all)."""
+    sol, spec = _user_solution(args)
+    return [spec] if sol is not None else _defs(args.definitions)
+
+
 def _options(args, **over):
     from fibkit.dataset import dataset_path
     from fibkit.evaluate.cache import DEFAULT_DIR
@@ -252,8 +258,7 @@ def _check_targets(args, targets, out) -> int:
 def cmd_check(args) -> int:
     if args.interpret:
         return _check_interpreted(args)
-    sol, spec = _user_solution(args)
-    specs = [spec] if sol is not None else _defs(args.definitions)
+    specs = _chosen_specs(args)
     _need_gpu("check", args.gpus)
     opts = _options(args, timing=False)
     out = _writable_dir(args.out, "--out") if args.out else None
@@ -270,8 +275,7 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     from fibkit import report
 
-    sol, spec = _user_solution(args)
-    specs = [spec] if sol is not None else _defs(args.definitions)
+    specs = _chosen_specs(args)
     _need_gpu("bench", args.gpus)
     for name in ("warmup", "iters"):
         value = getattr(args, name)
@@ -381,7 +385,7 @@ def cmd_profile(args) -> int:
 def cmd_modal(args) -> int:
     from fibkit.modal_app import run_remote
 
-    sol, spec = _user_solution(args)
+    sol, _ = _user_solution(args)
     argv = ([] if sol is not None else [s.name for s in _defs(args.definitions)]) + \
         (["--quick"] if args.quick else [])
     return run_remote(argv, Path(args.results), solution=sol)

@@ -77,6 +77,7 @@ def compare(x: torch.Tensor, y: torch.Tensor, atol: float, rtol: float, required
         diff = torch.where(finite, (x - y).abs(), torch.zeros_like(x))
         rel = diff / (y.abs() + 1e-8)
         fails = invalid | (finite & (diff > atol) & (rel > rtol))
+        any_invalid = bool(invalid.any())
     else:
         nonfinite = ~torch.isfinite(x)
         if nonfinite.any():
@@ -84,12 +85,11 @@ def compare(x: torch.Tensor, y: torch.Tensor, atol: float, rtol: float, required
             bad = float(x[where])
             return Verdict(INCORRECT_NUMERICAL, abs(bad), abs(bad), 0.0,
                            f"{name}: {bad} at {list(where)} (the contest fails any inf or NaN in an output)")
-        invalid = torch.zeros_like(x, dtype=torch.bool)
         diff = (x - y).abs()
         rel = diff / (y.abs() + 1e-8)
         fails = (diff > atol) & (rel > rtol)
+        any_invalid = False
     ratio = 1.0 - float(fails.sum()) / x.numel()
-    any_invalid = bool(invalid.any())
     max_abs = float("inf") if any_invalid else float(diff.max())
     max_rel = float("inf") if any_invalid else float(rel.max())
     v = Verdict(PASSED, max_abs, max_rel, ratio)

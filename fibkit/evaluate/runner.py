@@ -154,8 +154,9 @@ class _Evaluation:
         for trial in range(self.opts.trials):
             t = trial if fresh else 0
             inputs = make_inputs(self.definition, wl, blobs, seed=self.opts.seed, trial=t, device=self.device)
-            # Each trial owns its tensors, so a solution that writes into an input cannot
-            # change what the next trial (or the next contender) sees.
+            # Each trial owns its tensors, so a solution that writes into an input in one trial
+            # cannot change what the next trial sees. (Contenders share the trials, as the
+            # contest's solutions share its baseline's inputs.)
             inputs = [x.clone() if isinstance(x, torch.Tensor) and x.data_ptr() in stored else x
                       for x in inputs]
             if t not in refs_of:
@@ -232,7 +233,7 @@ class _Evaluation:
         ref_us = row.get("reference_latency_us")
         traces = [trace_record(self.definition, c.solution, self.source.record(wl), outcomes[c.name],
                                ref_us, self.gpu, timed=self.opts.timing)
-                  for c in [self.main, *self.peers] if c.solution is not None and c.name in outcomes]
+                  for c in [self.main, *self.peers] if c.solution is not None]
         return row, traces
 
 
@@ -253,7 +254,7 @@ def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
     return {
         "gpu": ev.gpu,
         "definition": spec.name,
-        "solution": ev.main.solution.name if ev.main.solution is not None else ev.main.name,
+        "solution": ev.main.solution.name,
         "variant": None if opts.solution else (opts.variant or spec.default_variant),
         "user_solution": str(opts.solution) if opts.solution else None,
         "timing_method": timing.method() if opts.timing else None,

@@ -60,7 +60,7 @@ def signature_doc(name: str) -> str:
 
     args = ", ".join([*d["inputs"], *d["outputs"]])
     var = [a for a, v in axes.items() if v["type"] == "var"]
-    lines = [f"Signature (destination passing: write the outputs in place, return nothing):",
+    lines = ["Signature (destination passing: write the outputs in place, return nothing):",
              f"    kernel({args})", "", "Inputs:", *rows(d["inputs"]), "", "Outputs:", *rows(d["outputs"]),
              "", f"Axes that vary between workloads: {', '.join(var) or 'none'}."]
     return "\n".join(lines)
