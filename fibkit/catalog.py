@@ -185,7 +185,7 @@ SPECS: Dict[str, DefSpec] = {
             name="gdn_prefill_qk4_v8_d128_k_last",
             alias="gdn_prefill", track="gated_delta_net", op_type="gdn",
             size_axis="total_seq_len", judge=Judge(), cost=_gdn_prefill_cost,
-            peers=("torch", "fla"), timing=(1, 5), quick_count=5,
+            peers=("torch", "fla", "flashinfer", "flashinfer-kernel"), timing=(1, 5), quick_count=5,
             default_variant="triton",
         ),
     ]

@@ -107,7 +107,7 @@ def gdn_prefill(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale: float =
                 check_indices: bool = True):
     """Gated-delta-net prefill over packed sequences. q, k [T, 4, 128]; v [T, 8, 128]; a, b
     [T, 8]; cu_seqlens [N + 1] int64 (0 first, non-decreasing, T last; empty sequences are
-    allowed and carry their state through); state [N, 8, 128, 128] fp32 or None.
+    allowed and get a zero new_state, as in the contest); state [N, 8, 128, 128] fp32 or None.
     Returns (output [T, 8, 128] bf16, new_state [N, 8, 128, 128] fp32)."""
     name = "gdn_prefill_qk4_v8_d128_k_last"
     args = [q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, float(scale)]

@@ -17,8 +17,11 @@ def gdn_oracle(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale):
     out = torch.zeros(v.shape, dtype=f, device=v.device)
     new_state = torch.zeros(num_seqs, heads, v.shape[2], q.shape[2], dtype=f, device=v.device)
     for n in range(num_seqs):
+        bos, eos = int(cu_seqlens[n]), int(cu_seqlens[n + 1])
+        if bos == eos:
+            continue  # an empty sequence's new state is zero, as in the contest's reference
         s = state[n].to(f).clone() if state is not None else new_state[n]
-        for t in range(int(cu_seqlens[n]), int(cu_seqlens[n + 1])):
+        for t in range(bos, eos):
             s = g[t, :, None, None] * s  # [H, V, K]
             old = torch.einsum("hvk,hk->hv", s, k[t])
             s = s + torch.einsum("hv,hk->hvk", beta[t, :, None] * (v[t].to(f) - old), k[t])

@@ -231,3 +231,30 @@ def test_indexer_set_judgment(indexer_case):
     unwritten = ref.clone()
     unwritten[1, 7] = torch.iinfo(torch.int32).min
     assert not J.judge_topk_set(rule, unwritten, ref, inputs).passed
+
+
+def test_flashinfer_gates_are_the_definitions_and_stay_outside_the_kernel_call():
+    """The flashinfer-kernel peer's arguments: the decay g itself and sigmoid(b), computed by
+    Contender.arguments (untimed) from the definition's inputs; the other inputs pass as is."""
+    from fibkit.dataset import gdn
+    from fibkit.evaluate.peers import Contender, _flashinfer_gates
+
+    name = "gdn_prefill_qk4_v8_d128_k_last"
+    x = gdn.synthesize(name, {"total_seq_len": 9, "num_seqs": 2}, torch.Generator().manual_seed(0), "cpu")
+    inputs = [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b", "cu_seqlens"]] + [0.0]
+    seen = []
+    c = Contender("flashinfer-kernel", lambda *args: seen.append(args), False, prepare=_flashinfer_gates)
+    args = c.arguments(inputs)
+    g = torch.exp(-torch.exp(x["A_log"]) * torch.nn.functional.softplus(x["a"].float() + x["dt_bias"]))
+    assert torch.allclose(args[4], g) and torch.allclose(args[5], torch.sigmoid(x["b"].float()))
+    assert args[0] is x["q"] and args[3] is x["state"] and args[6] is x["cu_seqlens"]
+    assert all(a is b for a, b in zip(Contender("ours", None, True).arguments(inputs), inputs))
+
+
+def test_flashinfer_peer_absent_without_a_hopper_gpu():
+    from fibkit.evaluate.peers import definition_has_flashinfer, external_peer
+
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0):
+        pytest.skip("a Hopper GPU is here: the peer is available")
+    assert not definition_has_flashinfer("gdn_prefill_qk4_v8_d128_k_last")
+    assert external_peer("flashinfer", "gdn_prefill_qk4_v8_d128_k_last") is None

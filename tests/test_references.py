@@ -40,10 +40,9 @@ def test_gdn_prefill_matches_official():
     theirs = official_reference("gdn_prefill_qk4_v8_d128_k_last")(*args)
     close(ours[0], theirs[0], 1e-2)
     close(ours[1][[0, 2]], theirs[1][[0, 2]], 1e-5)
-    # The official reference leaves a zero-length sequence's new_state at zero; ours carries
-    # the initial state through unchanged (a recurrence over no tokens). Neither is judged on
-    # official workloads (none has an empty sequence); we keep the mathematically exact one.
-    assert torch.equal(ours[1][1], x["state"][1])
+    # A zero-length sequence's new_state is zero in both (the initial state is not carried).
+    assert torch.equal(theirs[1][1], torch.zeros_like(theirs[1][1]))
+    assert torch.equal(ours[1][1], theirs[1][1])
 
 
 def test_dsa_attention_matches_official():

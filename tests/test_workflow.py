@@ -166,6 +166,26 @@ def test_cuda_template_checks_on_the_gpu(tmp_path, binding, name):
 
 
 @pytest.mark.gpu
+def test_cuda_prefill_template_gives_empty_sequences_a_zero_state_on_the_gpu(tmp_path):
+    """As the contest's reference does (official workloads have no empty sequence, so the
+    quick check above cannot see it)."""
+    from fibkit.dataset import gdn
+
+    name = "gdn_prefill_qk4_v8_d128_k_last"
+    folder = tmp_path / "t"
+    assert main(["init", name, str(folder), "--language", "cuda", "--binding", "tvm-ffi"]) == 0
+    fn = solution_lib.load(solution_lib.pack(folder), catalog.load_definition(name))
+    x = gdn.synthesize(name, {"total_seq_len": 9, "num_seqs": 3}, torch.Generator().manual_seed(5), "cpu")
+    x["cu_seqlens"] = torch.tensor([0, 5, 5, 9])
+    inputs = [x[n].cuda() for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b", "cu_seqlens"]] + [0.0]
+    out = torch.full((9, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda")
+    new_state = torch.full((3, 8, 128, 128), float("nan"), device="cuda")
+    fn(*inputs, out, new_state)
+    assert torch.equal(new_state[1], torch.zeros_like(new_state[1]))
+    assert torch.isfinite(out.float()).all() and torch.isfinite(new_state).all()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("binding", ["torch", "tvm-ffi"])
 def test_cuda_template_checks_and_benches_on_the_gpu(tmp_path, binding):
     folder = tmp_path / binding

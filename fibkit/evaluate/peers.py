@@ -7,6 +7,10 @@ The solution is the user's (`--solution PATH`) or one of fibkit's variants. Peer
 `fla`: fla-core's Triton kernels for the two GDN definitions, called with the contest's
 semantics (raw gate inputs and beta logits handled in-kernel, k-last state via
 state_v_first=True); value-returning, so the evaluator copies nothing for them.
+`flashinfer` (gdn_prefill): FlashInfer's Hopper kernel `chunk_gated_delta_rule` as a whole call,
+the gates computed in PyTorch first (what a contestant calling it pays), and
+`flashinfer-kernel`: the same kernel with the gates computed before the timed region. Its JIT
+module is built once per machine, on first use (about 5 minutes on 16 cores).
 """
 from __future__ import annotations
 
@@ -37,6 +41,46 @@ _FLA = {"gdn_decode_qk4_v8_d128_k_last": _fla_decode,
         "gdn_prefill_qk4_v8_d128_k_last": _fla_prefill}
 
 
+def _flashinfer_gates(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale):
+    """The definition's inputs as FlashInfer's kernel takes them: the decay g itself and
+    beta = sigmoid(b), in fp32 (the state is k-last already)."""
+    import torch.nn.functional as F
+
+    g = (-A_log.float().exp() * F.softplus(a.float() + dt_bias.float())).exp()
+    return q, k, v, state, g, b.float().sigmoid(), cu_seqlens, scale
+
+
+def _flashinfer_kernel(q, k, v, state, g, beta, cu_seqlens, scale):
+    from flashinfer.gdn_prefill import chunk_gated_delta_rule
+
+    return chunk_gated_delta_rule(q, k, v, g=g, beta=beta, scale=scale or None,
+                                  initial_state=state, output_final_state=True,
+                                  cu_seqlens=cu_seqlens)
+
+
+def _flashinfer_prefill(*inputs):
+    return _flashinfer_kernel(*_flashinfer_gates(*inputs))
+
+
+def flashinfer_prefill_available() -> bool:
+    """FlashInfer importable and the GPU a Hopper (its sm90 kernel); builds the JIT module
+    here, once per machine, saying so."""
+    try:
+        import torch
+        if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+            return False
+        from flashinfer.jit.gdn import gen_gdn_prefill_sm90_module
+    except Exception:
+        return False
+    spec = gen_gdn_prefill_sm90_module()
+    if not (spec.is_aot or spec.jit_library_path.exists()):
+        import sys
+        print(f"fibkit: building FlashInfer's gdn_prefill kernel into {spec.jit_library_path.parent} "
+              "(once per machine, about 5 minutes on 16 cores)", file=sys.stderr, flush=True)
+        spec.build_and_load()
+    return True
+
+
 def fla_available() -> bool:
     try:
         import fla  # noqa: F401
@@ -56,6 +100,12 @@ class Contender:
     fn: Callable
     dps: bool
     solution: Any = None
+    # Maps the definition's inputs to fn's arguments outside the timed region (a peer figure
+    # that leaves work out, labelled as such).
+    prepare: Optional[Callable] = None
+
+    def arguments(self, inputs: List[Any]) -> List[Any]:
+        return list(self.prepare(*inputs)) if self.prepare else list(inputs)
 
 
 def solution_contender(name: str, solution, definition) -> Contender:
@@ -84,6 +134,9 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
         if name == "torch":
             if variant != "baseline":
                 peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
+        elif name == "flashinfer-kernel":
+            if definition_has_flashinfer(spec.name):
+                peers.append(Contender(name, _flashinfer_kernel, False, prepare=_flashinfer_gates))
         else:
             fn = external_peer(name, spec.name)
             if fn is not None:
@@ -91,11 +144,17 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
     return main, peers
 
 
+def definition_has_flashinfer(definition: str) -> bool:
+    return definition == "gdn_prefill_qk4_v8_d128_k_last" and flashinfer_prefill_available()
+
+
 def external_peer(name: str, definition: str) -> Optional[Callable]:
-    """A value-returning peer callable, or None where the peer is not installed or does not
-    implement the definition."""
+    """A value-returning peer callable (of the definition's inputs), or None where the peer is
+    not installed or does not implement the definition."""
     if name == "fla" and definition in _FLA and fla_available():
         return _FLA[definition]
+    if name == "flashinfer" and definition_has_flashinfer(definition):
+        return _flashinfer_prefill
     return None
 
 

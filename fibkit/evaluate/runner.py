@@ -95,6 +95,7 @@ def call_solution(c: Contender, definition, rule, axes, inputs, device):
     """Run a contender once on poisoned outputs (or take what it returns); returns
     (outputs, None) or (None, a failing Verdict)."""
     try:
+        inputs = c.arguments(inputs)
         with torch.no_grad():
             if c.dps:
                 outs = poisoned_outputs(definition, axes, device)
@@ -167,11 +168,11 @@ class _Evaluation:
             out.append(_Trial(inputs, refs_of[t]))
         return out
 
-    def _time(self, fn, dps: bool, trials: List[_Trial], axes) -> float:
+    def _time(self, c: Contender, trials: List[_Trial], axes) -> float:
         medians = []
         for tr in trials:
-            args = list(tr.inputs) + (poisoned_outputs(self.definition, axes, self.device) if dps else [])
-            medians.append(timing.time_us(fn, args, self.warmup, self.iters))
+            args = c.arguments(tr.inputs) + (poisoned_outputs(self.definition, axes, self.device) if c.dps else [])
+            medians.append(timing.time_us(c.fn, args, self.warmup, self.iters))
         return statistics.mean(medians)
 
     def run(self, c: Contender, wl, trials: List[_Trial]) -> _Outcome:
@@ -191,7 +192,7 @@ class _Evaluation:
                 if not self.opts.timing:
                     return _Outcome(verdict)
                 try:
-                    return _Outcome(verdict, self._time(c.fn, c.dps, trials, wl.axes))
+                    return _Outcome(verdict, self._time(c, trials, wl.axes))
                 except Exception as e:
                     return _Outcome(judging.Verdict(judging.RUNTIME_ERROR,
                                                     message=f"while timing: {type(e).__name__}: {e}"))
@@ -200,7 +201,7 @@ class _Evaluation:
 
     def reference_latency(self, wl, trials: List[_Trial]) -> float:
         key = f"{wl.uuid}:{self.opts.seed}:{self.gpu}:w{self.warmup}i{self.iters}t{len(trials)}"
-        return self.cache.latency(self.spec.name, key, lambda: self._time(self.reference, False, trials, wl.axes))
+        return self.cache.latency(self.spec.name, key, lambda: self._time(Contender("reference", self.reference, False), trials, wl.axes))
 
     def row(self, wl) -> Tuple[Dict[str, Any], List[dict]]:
         trials = self.trials(wl)

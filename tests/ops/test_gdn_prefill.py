@@ -43,8 +43,9 @@ def check(args, config=None, out_rel=2 ** -7, state_rel=5e-3):
 
 @pytest.mark.parametrize("lengths,with_state,scale,config", [
     ([5, 0, 65, 130], True, 0.0, None),  # partial chunks, an empty sequence, 3 chunks
-    ([64, 3], False, 0.2, dict(fused=False)),  # one launch per role, no initial state
-    ([0, 0], True, 0.0, None),  # no tokens at all: states carried through unchanged
+    ([64, 3], False, 0.2, dict(prepared=True)),  # prepare + walk, no initial state
+    ([0, 0], True, 0.0, None),  # no tokens at all: new states are zero
+    ([0, 17, 0], True, 0.0, dict(prepared=True)),  # empty sequences at both ends
 ])
 def test_prefill_small(lengths, with_state, scale, config, device):
     args = make_inputs(lengths, device, seed=len(lengths), with_state=with_state, scale=scale)
@@ -53,30 +54,35 @@ def test_prefill_small(lengths, with_state, scale, config, device):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("lengths", [
-    [6], [64], [1, 1, 1], [100, 139], [983, 17, 1], [2107], [8192],
-    [300] * 27 + [92], [7, 0, 0, 500, 0], [4124], [128] * 64, [1] * 300])
+    [6], [1], [64], [1, 1, 1], [100, 139], [983, 17, 1], [2107], [8192], [2855, 2854],
+    [300] * 27 + [92], [144] * 56 + [128], [63, 64, 65, 127, 128, 129],
+    [0, 7, 0, 0, 500, 0], [0, 1, 0], [4124], [128] * 64, [1] * 300])
 @pytest.mark.parametrize("with_state", [True, False])
 def test_prefill_gpu(lengths, with_state):
     check(make_inputs(lengths, "cuda", seed=sum(lengths), with_state=with_state))
 
 
 @pytest.mark.gpu
-def test_prefill_launch_forms_agree_and_repeat_gpu():
-    args = make_inputs([700, 1500, 40], "cuda", seed=3)
-    fused = run_kernel(args, dict(fused=True))
-    for _ in range(3):
-        again = run_kernel(args, dict(fused=True))
-        assert torch.equal(fused[0], again[0]) and torch.equal(fused[1], again[1])
-    two = run_kernel(args, dict(fused=False))
-    assert torch.equal(fused[0], two[0]) and torch.equal(fused[1], two[1])
+@pytest.mark.parametrize("lengths", [[40, 0, 216], [700, 1500, 40]])
+def test_prefill_launch_forms_are_right_and_repeat_gpu(lengths):
+    args = make_inputs(lengths, "cuda", seed=3)
+    for prepared in (False, True):
+        first = check(args, dict(prepared=prepared))
+        for _ in range(3):
+            again = run_kernel(args, dict(prepared=prepared))
+            assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def _poisoned_outputs(args):
+    out = torch.empty(args[2].shape, dtype=torch.bfloat16, device="cuda")
+    return out, torch.empty(args[8].numel() - 1, 8, 128, 128, device="cuda")
 
 
 @pytest.mark.gpu
 def test_prefill_cuda_graph_replay_gpu():
     """No host sync: the call captures into a CUDA graph, and replays on new inputs are right."""
     args = make_inputs([900, 31, 3000], "cuda", seed=11)
-    out = torch.empty(args[2].shape, dtype=torch.bfloat16, device="cuda")
-    new_state = torch.empty(args[3].shape, device="cuda")
+    out, new_state = _poisoned_outputs(args)
     run = solution_module(NAME, "triton").run
     run(*args, out, new_state)  # compile outside the capture
     graph = torch.cuda.CUDAGraph()
@@ -93,3 +99,41 @@ def test_prefill_cuda_graph_replay_gpu():
         ref_out, ref_state = gdn_oracle(*args)
         assert_judged_close(out, ref_out, what="output")
         assert_judged_close(new_state, ref_state, what="new_state")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("lengths", [[6], [983], [500, 0, 483]])
+def test_prefill_concurrent_calls_in_one_graph_gpu(lengths):
+    """Two calls on two forked streams of one CUDA graph (as a serving engine overlapping two
+    batches would run them) finish, and each is bitwise the call run alone, on every replay."""
+    import time
+
+    run = solution_module(NAME, "triton").run
+    calls = [make_inputs(lengths, "cuda", seed=s) for s in (21, 22)]
+    outs = [_poisoned_outputs(a) for a in calls]
+    alone = []
+    for args, (out, new_state) in zip(calls, outs):
+        run(*args, out, new_state)
+        alone.append((out.clone(), new_state.clone()))
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        origin = torch.cuda.current_stream()
+        for stream, args, (out, new_state) in zip(streams, calls, outs):
+            stream.wait_stream(origin)
+            with torch.cuda.stream(stream):
+                out.fill_(float("nan"))
+                new_state.fill_(float("nan"))
+                run(*args, out, new_state)
+        for stream in streams:
+            origin.wait_stream(stream)
+    for replay in range(100):
+        graph.replay()
+        done = torch.cuda.Event()
+        done.record()
+        start = time.monotonic()
+        while not done.query():
+            assert time.monotonic() - start < 30, f"replay {replay} made no progress in 30 s"
+            time.sleep(1e-3)
+        for (out, new_state), (want_out, want_state) in zip(outs, alone):
+            assert torch.equal(out, want_out) and torch.equal(new_state, want_state), replay

@@ -11,8 +11,8 @@ constexpr int kDim = 128;    // head size (K = V = 128)
 
 // One block per (sequence, v head), one thread per row j of that head's k-last state, kept in
 // registers while the block walks the sequence's tokens in order: decay the row, predict v
-// from k, move the row toward v (delta rule), read out with q. An empty sequence keeps its
-// state. k and q of each token are staged in shared memory for the whole block.
+// from k, move the row toward v (delta rule), read out with q. An empty sequence's new state
+// is zero, as in the contest's reference. k and q of each token are staged in shared memory.
 __global__ void gdn_prefill_kernel(const __nv_bfloat16* q, const __nv_bfloat16* k,
                                    const __nv_bfloat16* v, const float* state,  // may be null
                                    const float* A_log, const __nv_bfloat16* a,
@@ -53,8 +53,9 @@ __global__ void gdn_prefill_kernel(const __nv_bfloat16* q, const __nv_bfloat16* 
     }
     output[(t * kHeads + h) * kDim + j] = __float2bfloat16(out * scale);
   }
+  const bool empty = cu_seqlens[seq] == cu_seqlens[seq + 1];
 #pragma unroll
-  for (int i = 0; i < kDim; ++i) new_state[row + i] = s[i];
+  for (int i = 0; i < kDim; ++i) new_state[row + i] = empty ? 0.f : s[i];
 }
 
 static float resolve_scale(double scale) {

@@ -9,7 +9,7 @@ Within a chunk with cumulative log-decay G (from the chunk start) and start stat
     o_i = scale * (exp(G_i) q_i S + sum_{j<=i} exp(G_i - G_j) (q_i.k_j) u_j)
     S' = exp(G_last) S + sum_j exp(G_last - G_j) k_j^T u_j
 Sequences are padded to whole chunks with k = v = q = 0, beta = 0 and no decay, which leaves
-their state untouched.
+their state untouched; an empty sequence's new state is zero, as in the contest's reference.
 """
 import torch
 import torch.nn.functional as F
@@ -70,4 +70,5 @@ def run(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale, output, new_sta
 
     flat = out.permute(0, 2, 3, 1, 4).reshape(num_seqs * padded, num_v, head_v)
     output[tok[valid]] = flat[valid.reshape(-1)].to(output.dtype)
-    new_state.copy_(S.transpose(-1, -2))
+    # An empty sequence's new state is zero, as in the contest's reference.
+    new_state.copy_(torch.where((lens > 0)[:, None, None, None], S.transpose(-1, -2), 0.0))
