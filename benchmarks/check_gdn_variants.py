@@ -1,16 +1,23 @@
 """Check every prefill launch variant of benchmarks/sweep_gdn.py against the float64 oracle
 before timing it, each in its own process (a fault poisons the CUDA context). Prints ok or
 the error per variant, then GOOD=<names> for `GDN_VARIANTS=... sweep_gdn.py prefill`."""
-import subprocess, sys
+import subprocess
+import sys
+
 sys.path[:0] = ["benchmarks"]
-from sweep_gdn import PREFILL_VARIANTS
+from sweep_gdn import PREFILL_VARIANTS  # noqa: E402
+
 CODE = r'''
-import sys, torch; sys.path[:0] = ["tests", "tests/ops", "benchmarks"]
+import sys, torch; sys.path[:0] = ["benchmarks"]
 from sweep_gdn import PREFILL_VARIANTS
-from test_gdn_prefill import make_inputs, run_kernel, check
+from fibkit.testing import gdn_oracle, gdn_prefill_inputs, max_error_of_max, poisoned, solution_module
 cfg = PREFILL_VARIANTS[sys.argv[1]]
+name = "gdn_prefill_qk4_v8_d128_k_last"
 for lengths in ([6], [300, 64, 1], [2107]):
-    check(make_inputs(lengths, "cuda", seed=1), cfg, out_rel=1e-2, state_rel=1e-2); torch.cuda.synchronize()
+    args = gdn_prefill_inputs(lengths, "cuda", seed=1)
+    outs = poisoned(name, {"total_seq_len": sum(lengths), "num_seqs": len(lengths)}, "cuda")
+    solution_module(name, "triton").launch(*args, *outs, config=cfg)
+    assert all(max_error_of_max(o, r) < 1e-2 for o, r in zip(outs, gdn_oracle(*args)))
 print("ok")
 '''
 good = []

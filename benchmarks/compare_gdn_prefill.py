@@ -11,14 +11,13 @@ and a table by size.
 import importlib
 import statistics
 
-import torch
 
 from fibkit import catalog
 from fibkit.evaluate import judge as judging
-from fibkit.evaluate.inputs import make_inputs, poisoned_outputs
 from fibkit.evaluate.peers import _flashinfer_gates, _flashinfer_kernel, _flashinfer_prefill
 from fibkit.evaluate.timing import method, time_us
 from fibkit.evaluate.workloads import WorkloadSource
+from fibkit.testing import max_error_of_max, official_inputs, poisoned
 
 NAME = "gdn_prefill_qk4_v8_d128_k_last"
 BUCKETS = [(1, 64), (65, 256), (257, 1024), (1025, 4096), (4097, 8191), (8192, 8192)]
@@ -27,19 +26,17 @@ BUCKETS = [(1, 64), (65, 256), (257, 1024), (1025, 4096), (4097, 8191), (8192, 8
 def main():
     spec = catalog.SPECS[NAME]
     definition = catalog.load_definition(NAME)
-    reference = importlib.import_module(f"fibkit.references.{NAME}").run
+    reference = spec.reference()
     ours = importlib.import_module(f"fibkit.solutions.{NAME}.triton.main").run
-    source = WorkloadSource(spec, None, 0)
     rows = []
     print(f"timing: {method()}")
-    for wl in source.workloads():
-        inputs = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
+    for wl in WorkloadSource(spec, None, 0).workloads():
+        inputs = official_inputs(NAME, wl)
         refs = judging.normalize_outputs(reference(*inputs), 2, spec.judge)
-        outs = poisoned_outputs(definition, wl.axes, "cuda")
+        outs = poisoned(NAME, wl.axes, "cuda")
         ours(*inputs, *outs)
         verdict = judging.judge(spec.judge, definition, inputs, outs, refs)
-        err = [((o.double() - r.double()).abs().max() / r.double().abs().max().clamp(min=1e-30)).item()
-               for o, r in zip(outs, refs)]
+        err = [max_error_of_max(o, r) for o, r in zip(outs, refs)]
         t_ours = time_us(ours, inputs + outs, 1, 5)
         t_kernel = time_us(_flashinfer_kernel, list(_flashinfer_gates(*inputs)), 1, 5)
         t_call = time_us(_flashinfer_prefill, inputs, 1, 5)

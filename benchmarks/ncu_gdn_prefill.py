@@ -3,15 +3,14 @@
 
     ncu --kernel-name regex:walk --launch-skip 1 --launch-count 1 python benchmarks/ncu_gdn_prefill.py
 """
-import sys
-
 import torch
 
-sys.path[:0] = ["tests", "tests/ops"]
-from test_gdn_prefill import make_inputs, run_kernel  # noqa: E402
+from fibkit.testing import gdn_prefill_inputs, poisoned, solution_module
 
+NAME = "gdn_prefill_qk4_v8_d128_k_last"
 for lengths in ([61], [2107]):
-    args = make_inputs(lengths, "cuda", seed=1)
+    args = gdn_prefill_inputs(lengths, "cuda", seed=1)
+    outs = poisoned(NAME, {"total_seq_len": sum(lengths), "num_seqs": len(lengths)}, "cuda")
     for _ in range(2):
-        run_kernel(args)
+        solution_module(NAME, "triton").run(*args, *outs)
 torch.cuda.synchronize()

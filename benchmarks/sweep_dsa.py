@@ -11,14 +11,14 @@ import sys
 import torch
 
 from fibkit import catalog
-from fibkit.evaluate.inputs import make_inputs
 from fibkit.evaluate.judge import PASSED, judge
 from fibkit.evaluate.workloads import WorkloadSource
 from fibkit.evaluate.timing import method, time_us
+from fibkit.testing import official_inputs
 
 ATTENTION = "dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64"
 INDEXER = "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64"
-BW = 4.0e12  # the attention floor: gathered bytes / 4.0 TB/s (+ 3 us)
+BW = catalog.COPY_BYTES_PER_S  # the attention floor: gathered bytes at the copy rate (+ 3 us)
 
 
 def cases(name, pick):
@@ -31,8 +31,7 @@ def cases(name, pick):
         if key is None or key in seen:
             continue
         seen.add(key)
-        args = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
-        yield wl, definition, spec, args
+        yield wl, definition, spec, official_inputs(name, wl)
 
 
 def verdict(spec, definition, args, outs):

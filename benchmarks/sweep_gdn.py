@@ -7,30 +7,22 @@ FLOP rate it reaches, and the error against the float64 oracle of the default co
 import importlib
 import os
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from gdn_oracle import decode_oracle, gdn_oracle, on  # noqa: E402
-
-from fibkit import catalog  # noqa: E402
-from fibkit.dataset import gdn  # noqa: E402
-from fibkit.evaluate.peers import external_peer  # noqa: E402
-from fibkit.evaluate.timing import method, time_us  # noqa: E402
+from fibkit import catalog
+from fibkit.evaluate.peers import external_peer
+from fibkit.evaluate.timing import method, time_us
+from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, gdn_oracle, gdn_prefill_inputs
+from fibkit.testing import max_error_of_max as rel_err
 
 DECODE = "gdn_decode_qk4_v8_d128_k_last"
 PREFILL = "gdn_prefill_qk4_v8_d128_k_last"
-INPUTS = ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]
 COPY_BW = catalog.COPY_BYTES_PER_S
 
 
 def module(name):
     return importlib.import_module(f"fibkit.solutions.{name}.triton.main")
-
-
-def rel_err(got, want):
-    return ((got.double() - want).abs().max() / want.abs().max()).item()
 
 
 def sweep_decode():
@@ -41,18 +33,17 @@ def sweep_decode():
     print("| B | floor us | default | best (BV, warps) | best TB/s | fla | out err | state err |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for batch in (1, 2, 4, 8, 16, 32, 48, 64, 128, 256):
-        x = on(gdn.synthesize(DECODE, {"batch_size": batch}, torch.Generator().manual_seed(batch), "cpu"), "cuda")
-        args = [x[n] for n in INPUTS] + [0.0]
+        args = gdn_decode_inputs(batch, "cuda", seed=batch)
         out = torch.empty(batch, 1, 8, 128, dtype=torch.bfloat16, device="cuda")
         new_state = torch.empty(batch, 8, 128, 128, device="cuda")
         mod.run(*args, out, new_state)
-        ref_out, ref_state = decode_oracle(*args)
+        ref_out, ref_state = gdn_decode_oracle(*args)
         bytes_moved = 2 * new_state.numel() * 4
         times = {}
         for cfg in configs:
             times[cfg] = time_us(lambda *a, c=cfg: mod.launch(*a, config=c), args + [out, new_state])
         best = min(times, key=times.get)
-        default = times[mod.launch_config(batch)]
+        default = times[mod.LAUNCH_CONFIG]
         fla_us = time_us(fla, args) if fla else float("nan")
         print(f"| {batch} | {bytes_moved / COPY_BW * 1e6:.2f} | {default:.2f} | {times[best]:.2f} {best} | "
               f"{bytes_moved / times[best] / 1e6:.2f} | {fla_us:.2f} | {rel_err(out, ref_out):.1e} | "
@@ -97,10 +88,7 @@ def sweep_prefill():
     print("| --- " * (len(names) + 4) + "|")
     for lengths in PREFILL_SHAPES:
         total = sum(lengths)
-        x = on(gdn.synthesize(PREFILL, {"total_seq_len": total, "num_seqs": len(lengths)},
-                              torch.Generator().manual_seed(total), "cpu"), "cuda")
-        cu = torch.tensor([0] + lengths, device="cuda").cumsum(0)
-        args = [x[n] for n in INPUTS] + [cu, 0.0]
+        args = gdn_prefill_inputs(lengths, "cuda", seed=total)
         ref_out, ref_state = gdn_oracle(*args)
         times, worst = [], 0.0
         for name, cfg in variants.items():

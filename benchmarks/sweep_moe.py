@@ -12,12 +12,10 @@ import sys
 import torch
 
 from fibkit import catalog
-from fibkit.dataset.writer import blob_tensors
-from fibkit.evaluate.inputs import make_inputs
 from fibkit.evaluate.judge import compare
 from fibkit.evaluate.workloads import WorkloadSource
 from fibkit.evaluate.timing import method, time_us
-from fibkit.parallel.ep_check import oracle
+from fibkit.testing import moe_oracle_of, official_inputs
 from fibkit.references.moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048 import run as reference
 from fibkit.solutions.moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048.triton import main as moe
 
@@ -26,11 +24,10 @@ SPEC = catalog.SPECS[NAME]
 
 
 def workloads(pick=lambda t: True):
-    source = WorkloadSource(SPEC, None, seed=0)
     definition = catalog.load_definition(NAME)
-    for wl in source.workloads():
+    for wl in WorkloadSource(SPEC, None, seed=0).workloads():
         if pick(wl.axes["seq_len"]):
-            args = make_inputs(definition, wl, source.blobs(wl, definition), seed=0, trial=0, device="cuda")
+            args = official_inputs(NAME, wl)
             yield wl, args, SPEC.cost(wl.axes, dict(zip(definition.inputs, args)))
 
 
@@ -50,8 +47,7 @@ def extra_cases():
     wl, args = by_t[901]
     yield "T=901 local_expert_offset 224", args[:8] + [224, args[9]]
     big = dataclasses.replace(wl, uuid="extra-seq-len-4096", axes={"seq_len": 4096})
-    definition = catalog.load_definition(NAME)
-    yield "T=4096", make_inputs(definition, big, blob_tensors(big, 0), seed=0, trial=0, device="cuda")
+    yield "T=4096", official_inputs(NAME, big)
 
 
 def variants(tokens):
@@ -133,7 +129,7 @@ def accuracy():
     rows = [(f"{wl.uuid[:8]} T={wl.axes['seq_len']}", args) for wl, args, _ in workloads()]
     rows += list(extra_cases())
     for label, args in rows:
-        want = oracle(*args[:4], tuple(args[4:8]), args[8], args[9])
+        want = moe_oracle_of(args)
         for inter, cfg in (("bf16", {}), ("fp8", {"inter_fp8": True})):
             out = torch.full((args[2].shape[0], 7168), float("nan"), dtype=torch.bfloat16,
                              device="cuda")

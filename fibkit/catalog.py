@@ -2,21 +2,24 @@
 
 Everything that differs between definitions lives here: short alias, track, how outputs are
 judged, how to count the minimal bytes and FLOPs of a workload, which axis measures its size,
-how many warm-up runs and timed iterations the contest gave it, and which peers run beside it. The dataset writer,
-the evaluator and the report read this table instead of branching on names.
+how its stored inputs are synthesized and which inputs have a random recipe of their own, where
+its workload list is, how many warm-up runs and timed iterations the contest gave it, and which
+peers run beside it. The dataset writer, the evaluator, the harness and the report read this
+table instead of branching on names. Adding a definition: an entry here (or `register`), its
+definition JSON, reference, synthesis function and solution folders.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFINITIONS_DIR = PACKAGE_DIR / "definitions"
-REFERENCES_DIR = PACKAGE_DIR / "references"
-SOLUTIONS_DIR = PACKAGE_DIR / "solutions"
+OFFICIAL_WORKLOADS = PACKAGE_DIR / "dataset" / "official_workloads.json"
 
 # Ceilings measured on our H200 (../shared/README.md): device-to-device copy and matrix rates.
 COPY_BYTES_PER_S = 4.25e12
@@ -55,6 +58,14 @@ class Cost:
         return max(self.bytes / COPY_BYTES_PER_S, self.flops / self.flops_rate) * 1e6
 
 
+def _lazy(module: str, attr: str) -> Callable:
+    """module.attr, imported on first call (so the catalog imports no torch)."""
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+    call.__qualname__ = f"{module}.{attr}"
+    return call
+
+
 @dataclass(frozen=True)
 class DefSpec:
     name: str
@@ -64,26 +75,45 @@ class DefSpec:
     size_axis: str  # the axis plotted on the x-axis of the report
     judge: Judge
     cost: Callable[[Mapping[str, int], Mapping[str, object]], Cost]
+    # synthesize(axes, gen, device) -> {input name: tensor}: realistic values of (at least)
+    # the inputs the official set stores as safetensors (fibkit/dataset).
+    synthesize: Callable
+    # Inputs the contest draws at random with a recipe of their own: name -> make(shape, gen,
+    # device) (the rest follow evaluate/inputs.random_tensor).
+    random_inputs: Mapping[str, Callable] = field(default_factory=dict)
     peers: tuple = ("torch",)
     default_variant: str = "baseline"
     # (warm-up runs, timed iterations) per trial, as the contest ran this definition; the
     # reference and the peers are timed the same way.
     timing: Tuple[int, int] = (10, 50)
     quick_count: int = 4
+    # Where its files are: <root>/definitions/<op_type>/<name>.json, <root>/references/<name>.py,
+    # <root>/solutions/<name>/<variant>/; and its workload list (the official_workloads.json format).
+    root: Path = PACKAGE_DIR
+    workloads_file: Path = OFFICIAL_WORKLOADS
 
     @property
     def definition_path(self) -> Path:
-        return DEFINITIONS_DIR / self.op_type / f"{self.name}.json"
+        return self.root / "definitions" / self.op_type / f"{self.name}.json"
 
     @property
     def reference_path(self) -> Path:
-        return REFERENCES_DIR / f"{self.name}.py"
+        return self.root / "references" / f"{self.name}.py"
+
+    def reference(self) -> Callable:
+        """The reference's `run`: fibkit.references.<name> for the package's definitions."""
+        if self.root == PACKAGE_DIR:
+            return importlib.import_module(f"fibkit.references.{self.name}").run
+        spec = importlib.util.spec_from_file_location(f"fibkit_reference_{self.name}", self.reference_path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.run
 
     def solution_dir(self, variant: Optional[str] = None) -> Path:
-        return SOLUTIONS_DIR / self.name / (variant or self.default_variant)
+        return self.root / "solutions" / self.name / (variant or self.default_variant)
 
     def variants(self) -> List[str]:
-        root = SOLUTIONS_DIR / self.name
+        root = self.root / "solutions" / self.name
         return sorted(p.name for p in root.iterdir() if (p / "config.toml").is_file())
 
 
@@ -161,30 +191,37 @@ SPECS: Dict[str, DefSpec] = {
             name="moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048",
             alias="moe", track="fused_moe", op_type="moe", size_axis="seq_len",
             judge=Judge(atol=1.0, rtol=0.3, required_ratio=0.9), cost=_moe_cost,
-            quick_count=4, default_variant="triton",
+            synthesize=_lazy("fibkit.dataset.moe", "synthesize"), quick_count=4,
+            default_variant="triton",
         ),
         DefSpec(
             name="dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",
             alias="dsa_attention", track="sparse_attention", op_type="dsa_paged",
             size_axis="num_tokens", judge=Judge(min_outputs=1), cost=_dsa_attention_cost,
-            default_variant="triton",
+            synthesize=_lazy("fibkit.dataset.dsa", "synthesize_attention"), default_variant="triton",
         ),
         DefSpec(
             name="dsa_topk_indexer_fp8_h64_d128_topk2048_ps64",
             alias="dsa_indexer", track="sparse_attention", op_type="dsa_paged",
             size_axis="max_num_pages", judge=Judge(kind="topk_set"), cost=_dsa_indexer_cost,
+            synthesize=_lazy("fibkit.dataset.dsa", "synthesize_indexer"),
+            # The contest re-packs a random K cache from normal keys (random bytes would make
+            # NaN scales).
+            random_inputs={"k_index_cache_fp8": _lazy("fibkit.dataset.dsa", "random_k_cache")},
             quick_count=6, default_variant="triton",
         ),
         DefSpec(
             name="gdn_decode_qk4_v8_d128_k_last",
             alias="gdn_decode", track="gated_delta_net", op_type="gdn", size_axis="batch_size",
-            judge=Judge(), cost=_gdn_decode_cost, peers=("torch", "fla"),
+            judge=Judge(), cost=_gdn_decode_cost,
+            synthesize=_lazy("fibkit.dataset.gdn", "synthesize_decode"), peers=("torch", "fla"),
             default_variant="triton",
         ),
         DefSpec(
             name="gdn_prefill_qk4_v8_d128_k_last",
             alias="gdn_prefill", track="gated_delta_net", op_type="gdn",
             size_axis="total_seq_len", judge=Judge(), cost=_gdn_prefill_cost,
+            synthesize=_lazy("fibkit.dataset.gdn", "synthesize_prefill"),
             peers=("torch", "fla", "flashinfer", "flashinfer-kernel"), timing=(1, 5), quick_count=5,
             default_variant="triton",
         ),
@@ -192,6 +229,21 @@ SPECS: Dict[str, DefSpec] = {
 }
 
 ALIASES = {s.alias: s.name for s in SPECS.values()}
+
+
+def register(spec: DefSpec) -> DefSpec:
+    """Add a definition to the catalog (a seventh one, a toy one in a test); `unregister`
+    takes it out again."""
+    SPECS[spec.name] = spec
+    ALIASES[spec.alias] = spec.name
+    definition_dict.cache_clear()
+    return spec
+
+
+def unregister(name: str) -> None:
+    spec = SPECS.pop(name)
+    ALIASES.pop(spec.alias, None)
+    definition_dict.cache_clear()
 
 
 def resolve(name_or_alias: str) -> DefSpec:
@@ -217,7 +269,7 @@ def reference_source(spec: DefSpec) -> str:
 
 @lru_cache(maxsize=None)
 def definition_dict(name: str) -> dict:
-    """The definition JSON with its reference field filled from fibkit/references."""
+    """The definition JSON with its reference field filled from the definition's reference file."""
     spec = SPECS[name]
     data = json.loads(spec.definition_path.read_text())
     data["reference"] = reference_source(spec)

@@ -266,10 +266,7 @@ def cmd_check(args) -> int:
     _write_traces(results, out)
     bad = _failures(results)
     print(f"\n{'all passed' if not bad else f'{bad} workload(s) failed'}")
-    code = EXIT_FAILED if bad else EXIT_OK
-    if args.harness == "flashinfer-bench":
-        code = code or _compare_with_harness(specs, results, args, opts)
-    return code
+    return _exit_code(specs, results, args, opts)
 
 
 def cmd_bench(args) -> int:
@@ -292,10 +289,17 @@ def cmd_bench(args) -> int:
     _write_traces(results, folder)
     print(f"\nresults and report in {md.parent}")
     print("\n".join(report.summary_line(r) for r in results))
-    code = EXIT_FAILED if _failures(results) else EXIT_OK
+    return _exit_code(specs, results, args, opts)
+
+
+def _exit_code(specs, results, args, opts) -> int:
+    """1 if a workload failed, or (with --harness flashinfer-bench) if flashinfer-bench's
+    statuses disagree with ours; else 0."""
+    if _failures(results):
+        return EXIT_FAILED
     if args.harness == "flashinfer-bench":
-        code = code or _compare_with_harness(specs, results, args, opts)
-    return code
+        return _compare_with_harness(specs, results, args, opts)
+    return EXIT_OK
 
 
 def cmd_init(args) -> int:

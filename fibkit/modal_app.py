@@ -12,8 +12,6 @@ from typing import Dict, List, Optional, Tuple
 
 APP_NAME = "fibkit-bench"
 GPU = "B200"
-# The project's runtime dependencies (pyproject.toml) plus what the GPU run needs on top.
-EXTRA = ["cupti-python>=13", "fla-core==0.6.0"]
 
 
 class ModalError(RuntimeError):
@@ -28,9 +26,11 @@ def _pip_packages() -> List[str]:
     else:  # pragma: no cover
         import tomli as tomllib
 
+    # The project's runtime dependencies and its `gpu` extra, pinned once in pyproject.toml.
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"] if pyproject.is_file() else []
-    return [d for d in deps if ";" not in d] + EXTRA
+    project = tomllib.loads(pyproject.read_text())["project"] if pyproject.is_file() else {}
+    deps = project.get("dependencies", []) + project.get("optional-dependencies", {}).get("gpu", [])
+    return [d for d in deps if ";" not in d]
 
 
 def build_app():

@@ -1,5 +1,5 @@
 """Shared test set-up: the `gpu` marker, the ../shared official data, and the Triton interpreter
-fixes for bf16 (dot, rounding)."""
+fixes for bf16 (dot, rounding). Oracles, inputs and the judged comparison: fibkit.testing."""
 from __future__ import annotations
 
 import json
@@ -60,20 +60,3 @@ def patch_interpreter():
     from fibkit.evaluate.interpreter import patch
 
     patch()
-
-
-def solution_module(definition: str, variant: str):
-    """A solution folder's entry module, imported as part of the fibkit package."""
-    import importlib
-
-    return importlib.import_module(f"fibkit.solutions.{definition}.{variant}.main")
-
-
-def assert_judged_close(got, want, atol=1e-2, rtol=1e-2, what=""):
-    """The contest's elementwise rule: |got - want| <= atol or <= rtol |want|, every element;
-    also no NaN/inf where the reference is finite (poisoned outputs show up here)."""
-    got, want = got.double(), want.double()
-    err = (got - want).abs()
-    ok = (err <= atol) | (err <= rtol * want.abs())
-    bad = (~ok).sum().item()
-    assert bad == 0, f"{what}: {bad} of {ok.numel()} elements off, max error {err.max().item():.3g}"

@@ -124,7 +124,7 @@ def test_dsa_attention_may_return_output_alone(tmp_path):
     folder = tmp_path / "output_only"
     folder.mkdir()
     (folder / "main.py").write_text(
-        (catalog.REFERENCES_DIR / f"{ATTENTION.name}.py").read_text()
+        ATTENTION.reference_path.read_text()
         + "\n\ndef output_only(*args):\n    return run(*args)[0]\n"
         + "\n\ndef three(*args):\n    o, lse = run(*args)\n    return o, lse, lse\n")
     for entry, status in (("output_only", "PASSED"), ("three", "INCORRECT_SHAPE")):
@@ -236,11 +236,11 @@ def test_indexer_set_judgment(indexer_case):
 def test_flashinfer_gates_are_the_definitions_and_stay_outside_the_kernel_call():
     """The flashinfer-kernel peer's arguments: the decay g itself and sigmoid(b), computed by
     Contender.arguments (untimed) from the definition's inputs; the other inputs pass as is."""
-    from fibkit.dataset import gdn
     from fibkit.evaluate.peers import Contender, _flashinfer_gates
+    from fibkit.testing import synthesized
 
     name = "gdn_prefill_qk4_v8_d128_k_last"
-    x = gdn.synthesize(name, {"total_seq_len": 9, "num_seqs": 2}, torch.Generator().manual_seed(0), "cpu")
+    x = synthesized(name, {"total_seq_len": 9, "num_seqs": 2}, 0, "cpu")
     inputs = [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b", "cu_seqlens"]] + [0.0]
     seen = []
     c = Contender("flashinfer-kernel", lambda *args: seen.append(args), False, prepare=_flashinfer_gates)

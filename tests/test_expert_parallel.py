@@ -9,6 +9,7 @@ import torch.distributed as dist
 
 from fibkit.parallel import ep_check
 from fibkit.parallel.expert_parallel import ep_moe
+from fibkit.testing import moe_expert_weights, moe_token_inputs
 
 
 def test_two_ranks_match_the_single_process_oracle(tmp_path):
@@ -42,7 +43,7 @@ def test_a_wrong_expert_offset_is_caught(one_rank_group):
 
 
 def test_rank_count_must_cover_the_experts(one_rank_group):
-    inputs = ep_check.token_inputs(2, 32, 256, 0, "cpu")
-    weights = ep_check.expert_weights(range(16), 256, 128, 0, "cpu")  # half the experts
+    inputs = moe_token_inputs(2, 32, 256, 0, "cpu")
+    weights = moe_expert_weights(range(16), 256, 128, 0, "cpu")  # half the experts
     with pytest.raises(ValueError, match="1 ranks x 16 local experts != 32"):
         ep_moe(*inputs, *weights, 2.5, moe_fn=ep_check.reference_moe, experts_per_call=16)

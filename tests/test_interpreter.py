@@ -1,5 +1,6 @@
-"""The Triton interpreter fixes in conftest: bf16 tl.dot is exact after widening, and float32 ->
-bf16 casts round to nearest even (as torch and the GPU do)."""
+"""The Triton interpreter fixes of fibkit/evaluate/interpreter.py (conftest applies them): bf16
+tl.dot is exact after widening, and float32 -> bf16 casts round to nearest even (as torch and
+the GPU do)."""
 import subprocess
 import sys
 from pathlib import Path

@@ -194,15 +194,20 @@ def test_gpu_verbs_refuse_without_gpu(capsys):
 
 
 def test_check_interpret_reports_a_broken_variant_and_runs_the_others(tmp_path, monkeypatch, capsys):
+    import dataclasses
     import shutil
 
     spec = catalog.SPECS["gdn_decode_qk4_v8_d128_k_last"]
-    root = tmp_path / "solutions"
-    shutil.copytree(catalog.SOLUTIONS_DIR / spec.name, root / spec.name)
-    broken = root / spec.name / "broken"
-    shutil.copytree(root / spec.name / "triton", broken)
+    moved = dataclasses.replace(spec, root=tmp_path)  # the same definition, its files copied
+    for src, dst in [(spec.definition_path, moved.definition_path), (spec.reference_path, moved.reference_path)]:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    shutil.copytree(spec.solution_dir().parent, moved.solution_dir().parent)
+    broken = moved.solution_dir("broken")
+    shutil.copytree(moved.solution_dir("triton"), broken)
     (broken / "main.py").write_text("def run(:\n")  # does not even parse
-    monkeypatch.setattr(catalog, "SOLUTIONS_DIR", root)
+    monkeypatch.setitem(catalog.SPECS, spec.name, moved)
+    catalog.definition_dict.cache_clear()
     assert main(["check", "gdn_decode", "--interpret", "--smallest", "1", "--no-cache"]) == 1
     out = capsys.readouterr().out
     assert "gdn_decode/broken: does not build" in out

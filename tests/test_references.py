@@ -1,18 +1,19 @@
 """Our vectorized references against the official references (../shared), on small random
 inputs at the definitions' fixed head sizes; MoE's official reference needs ~17 GB, so it
 runs on the GPU only."""
-import math
 
 import pytest
 import torch
 
 from conftest import official_reference
-from fibkit.dataset import dsa, gdn
+from fibkit import catalog
+from fibkit.dataset import dsa
 from fibkit.references import (dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64 as attn,
                                dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 as indexer,
                                gdn_decode_qk4_v8_d128_k_last as decode,
                                gdn_prefill_qk4_v8_d128_k_last as prefill,
                                moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048 as moe)
+from fibkit.testing import dsa_attention_inputs, moe_inputs
 
 
 def close(a, b, tol=1e-4):
@@ -24,7 +25,7 @@ def close(a, b, tol=1e-4):
 @pytest.mark.parametrize("with_state,scale", [(True, 0.0), (False, 0.1)])
 def test_gdn_decode_matches_official(with_state, scale):
     g = torch.Generator().manual_seed(1)
-    x = gdn.synthesize("gdn_decode_qk4_v8_d128_k_last", {"batch_size": 3}, g, "cpu")
+    x = catalog.SPECS["gdn_decode_qk4_v8_d128_k_last"].synthesize({"batch_size": 3}, g, "cpu")
     args = [x["q"], x["k"], x["v"], x["state"] if with_state else None, x["A_log"], x["a"],
             x["dt_bias"], x["b"], scale]
     for ours, theirs in zip(decode.run(*args), official_reference("gdn_decode_qk4_v8_d128_k_last")(*args)):
@@ -33,7 +34,7 @@ def test_gdn_decode_matches_official(with_state, scale):
 
 def test_gdn_prefill_matches_official():
     g = torch.Generator().manual_seed(2)
-    x = gdn.synthesize("gdn_prefill_qk4_v8_d128_k_last", {"total_seq_len": 40, "num_seqs": 3}, g, "cpu")
+    x = catalog.SPECS["gdn_prefill_qk4_v8_d128_k_last"].synthesize({"total_seq_len": 40, "num_seqs": 3}, g, "cpu")
     x["cu_seqlens"] = torch.tensor([0, 17, 17, 40])  # a zero-length sequence in the middle
     args = [x[n] for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b", "cu_seqlens"]] + [0.0]
     ours = prefill.run(*args)
@@ -46,16 +47,8 @@ def test_gdn_prefill_matches_official():
 
 
 def test_dsa_attention_matches_official():
-    g = torch.Generator().manual_seed(3)
-    pages, t = 40, 3
-    q_nope = torch.randn(t, 16, 512, generator=g).bfloat16()
-    q_pe = torch.randn(t, 16, 64, generator=g).bfloat16()
-    ckv = torch.randn(pages, 64, 512, generator=g).bfloat16()
-    kpe = torch.randn(pages, 64, 64, generator=g).bfloat16()
-    idx = dsa.sparse_indices(t, pages, g, "cpu")
-    idx[1, 5:] = -1
-    idx[2] = -1  # a token with no valid slot: lse -inf, output 0
-    args = [q_nope, q_pe, ckv, kpe, idx, 1 / math.sqrt(192)]
+    args = dsa_attention_inputs(3, 40, "cpu", seed=3)  # row 1: one valid slot; row 2: none
+    args[4][0] = dsa.sparse_indices(1, 40, torch.Generator().manual_seed(3), "cpu")[0]  # realistic row
     for ours, theirs in zip(attn.run(*args), official_reference("dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64")(*args)):
         close(ours, theirs, 1e-2)
 
@@ -76,17 +69,9 @@ def test_dsa_indexer_matches_official_as_a_set():
         assert set(ours[row].tolist()) == set(theirs[row].tolist())
 
 
-def moe_inputs(tokens, device, seed=5):
-    g = torch.Generator(device=device).manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, device=device)
-    fp8 = lambda *s: r(*s).clamp(-2, 2).to(torch.float8_e4m3fn)
-    return [r(tokens, 256) * 2, (r(256) * 0.05).bfloat16(), fp8(tokens, 7168), r(56, tokens),
-            fp8(32, 4096, 7168), r(32, 32, 56), fp8(32, 7168, 2048), r(32, 56, 16), 64, 2.5]
-
-
 @pytest.mark.gpu
 def test_moe_matches_official_gpu():
-    args = moe_inputs(9, "cuda")
+    args = moe_inputs(9, 7168, 2048, 64, "cuda", seed=5)
     ours = moe.run(*args).float()
     theirs = official_reference("moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048")(*args).float()
     rel = (ours - theirs).norm() / theirs.norm()

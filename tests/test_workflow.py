@@ -18,6 +18,13 @@ from fibkit.templates import CUDA_KERNELS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def decode_template(tmp_path):
+    """`fibkit init gdn_decode` into tmp_path/mine (the Triton template), returned."""
+    folder = tmp_path / "mine"
+    assert main(["init", "gdn_decode", str(folder)]) == 0
+    return folder
+
+
 @pytest.mark.parametrize("name", list(catalog.SPECS))
 def test_init_check_pack_check(tmp_path, capsys, name):
     spec = catalog.SPECS[name]
@@ -47,8 +54,7 @@ def test_init_check_pack_check(tmp_path, capsys, name):
 
 
 def test_a_wrong_solution_fails_check(tmp_path, capsys):
-    folder = tmp_path / "mine"
-    main(["init", "gdn_decode", str(folder)])
+    folder = decode_template(tmp_path)
     kernel = folder / "kernel.py"
     kernel.write_text(kernel.read_text().replace("_write(dst, src)", "_write(dst, src * 1.1)"))
     assert main(["check", "--interpret", "--smallest", "1", "--no-cache", "--solution", str(folder)]) == 1
@@ -101,8 +107,7 @@ def test_repository_config_packs_fibkits_decode(tmp_path):
 
 
 def test_config_mismatch_with_its_sources_folder(tmp_path, capsys):
-    folder = tmp_path / "mine"
-    main(["init", "gdn_decode", str(folder)])
+    folder = decode_template(tmp_path)
     config = tmp_path / "config.toml"
     config.write_text('[solution]\nname = "x"\ndefinition = "gdn_prefill"\nauthor = "a"\n'
                       '[build]\nlanguage = "triton"\nentry_point = "kernel.py::kernel"\nsources = "mine"\n')
@@ -112,8 +117,7 @@ def test_config_mismatch_with_its_sources_folder(tmp_path, capsys):
 
 
 def test_pack_refuses_a_folder_of_another_definition(tmp_path, capsys):
-    folder = tmp_path / "mine"
-    main(["init", "gdn_decode", str(folder)])
+    folder = decode_template(tmp_path)
     assert main(["pack", "gdn_prefill", "--folder", str(folder), "-o", str(tmp_path / "s.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not gdn_prefill_qk4_v8_d128_k_last" in err[0]
@@ -121,8 +125,7 @@ def test_pack_refuses_a_folder_of_another_definition(tmp_path, capsys):
 
 
 def test_named_definition_must_match_the_solution(tmp_path, capsys):
-    folder = tmp_path / "mine"
-    main(["init", "gdn_decode", str(folder)])
+    folder = decode_template(tmp_path)
     assert main(["check", "gdn_prefill", "--solution", str(folder), "--interpret"]) == 2
     assert "is for gdn_decode" in capsys.readouterr().err
 
@@ -169,13 +172,13 @@ def test_cuda_template_checks_on_the_gpu(tmp_path, binding, name):
 def test_cuda_prefill_template_gives_empty_sequences_a_zero_state_on_the_gpu(tmp_path):
     """As the contest's reference does (official workloads have no empty sequence, so the
     quick check above cannot see it)."""
-    from fibkit.dataset import gdn
+    from fibkit.testing import synthesized
 
     name = "gdn_prefill_qk4_v8_d128_k_last"
     folder = tmp_path / "t"
     assert main(["init", name, str(folder), "--language", "cuda", "--binding", "tvm-ffi"]) == 0
     fn = solution_lib.load(solution_lib.pack(folder), catalog.load_definition(name))
-    x = gdn.synthesize(name, {"total_seq_len": 9, "num_seqs": 3}, torch.Generator().manual_seed(5), "cpu")
+    x = synthesized(name, {"total_seq_len": 9, "num_seqs": 3}, 5, "cpu")
     x["cu_seqlens"] = torch.tensor([0, 5, 5, 9])
     inputs = [x[n].cuda() for n in ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b", "cu_seqlens"]] + [0.0]
     out = torch.full((9, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda")
@@ -201,8 +204,7 @@ def test_cuda_template_checks_and_benches_on_the_gpu(tmp_path, binding):
 
 @pytest.mark.gpu
 def test_bench_solution_puts_yours_fibkit_and_peers_in_one_report(tmp_path):
-    folder = tmp_path / "mine"
-    main(["init", "gdn_decode", str(folder)])
+    folder = decode_template(tmp_path)
     out = tmp_path / "results"
     assert main(["bench", "--solution", str(folder), "--quick", "--limit", "2", "--results", str(out)]) == 0
     [report] = out.glob("*/*/REPORT.md")

@@ -9,7 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-OFFICIAL_WORKLOADS = Path(__file__).resolve().parent / "official_workloads.json"
 DATASET_ENV = "FIB_DATASET_PATH"
 
 
@@ -26,12 +25,15 @@ class WorkloadSpec:
 
 
 @lru_cache(maxsize=None)
-def _table() -> dict:
-    return json.loads(OFFICIAL_WORKLOADS.read_text())
+def _table(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def official_workloads(definition: str) -> List[WorkloadSpec]:
-    entry = _table()[definition]
+    """The definition's workloads, from the list its catalog entry names."""
+    from fibkit import catalog
+
+    entry = _table(catalog.SPECS[definition].workloads_file)[definition]
     var_axes, scalar_names = entry["var_axes"], entry["scalar_inputs"]
     out = []
     for row in entry["workloads"]:

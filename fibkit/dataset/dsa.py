@@ -50,9 +50,11 @@ def indexer_tables(batch, max_pages, num_pages, gen, device):
     return seq_lens.to(torch.int32), pages.view(batch, max_pages).to(torch.int32)
 
 
-def synthesize(definition, axes, gen, device):
-    if definition.startswith("dsa_sparse_attention"):
-        return {"sparse_indices": sparse_indices(axes["num_tokens"], axes["num_pages"], gen, device)}
+def synthesize_attention(axes, gen, device):
+    return {"sparse_indices": sparse_indices(axes["num_tokens"], axes["num_pages"], gen, device)}
+
+
+def synthesize_indexer(axes, gen, device):
     seq_lens, table = indexer_tables(axes["batch_size"], axes["max_num_pages"], axes["num_pages"], gen, device)
     return {"seq_lens": seq_lens, "block_table": table}
 

@@ -65,17 +65,20 @@ def split_lengths(total, parts, gen, device):
     return cu
 
 
-def synthesize(definition, axes, gen, device):
+def synthesize_decode(axes, gen, device):
     A_log, dt_bias = gate_params(gen, device)
-    if definition.startswith("gdn_decode"):
-        batch = axes["batch_size"]
-        x = token_inputs(batch, gen, device)
-        out = {name: t.unsqueeze(1) for name, t in x.items()}  # [B, 1, ...]
-        out["state"] = prefix_state(batch, A_log, dt_bias, gen, device)
-    else:
-        total, seqs = axes["total_seq_len"], axes["num_seqs"]
-        out = token_inputs(total, gen, device)
-        out["state"] = prefix_state(seqs, A_log, dt_bias, gen, device)
-        out["cu_seqlens"] = split_lengths(total, seqs, gen, device)
+    batch = axes["batch_size"]
+    out = {name: t.unsqueeze(1) for name, t in token_inputs(batch, gen, device).items()}  # [B, 1, ...]
+    out["state"] = prefix_state(batch, A_log, dt_bias, gen, device)
+    out["A_log"], out["dt_bias"] = A_log, dt_bias
+    return out
+
+
+def synthesize_prefill(axes, gen, device):
+    A_log, dt_bias = gate_params(gen, device)
+    total, seqs = axes["total_seq_len"], axes["num_seqs"]
+    out = token_inputs(total, gen, device)
+    out["state"] = prefix_state(seqs, A_log, dt_bias, gen, device)
+    out["cu_seqlens"] = split_lengths(total, seqs, gen, device)
     out["A_log"], out["dt_bias"] = A_log, dt_bias
     return out

@@ -7,7 +7,7 @@ import torch
 NUM_EXPERTS = 256
 
 
-def synthesize(definition, axes, gen, device):
+def synthesize(axes, gen, device):
     tokens = axes["seq_len"]
     popularity = torch.randn(NUM_EXPERTS, generator=gen, device=device) * 0.8
     hot = torch.randperm(NUM_EXPERTS, generator=gen, device=device)[:8]

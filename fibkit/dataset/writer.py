@@ -15,9 +15,6 @@ import torch
 
 from fibkit import catalog
 from fibkit.dataset import WorkloadSpec, official_workloads
-from fibkit.dataset import dsa, gdn, moe
-
-_SYNTHESIZERS = {"gdn": gdn.synthesize, "dsa_paged": dsa.synthesize, "moe": moe.synthesize}
 
 
 def workload_seed(seed: int, uuid: str) -> int:
@@ -30,7 +27,7 @@ def blob_tensors(wl: WorkloadSpec, seed: int = 0) -> Dict[str, torch.Tensor]:
     CPU from (seed, uuid), so they are the same on every machine."""
     spec = catalog.SPECS[wl.definition]
     gen = torch.Generator(device="cpu").manual_seed(workload_seed(seed, wl.uuid))
-    tensors = _SYNTHESIZERS[spec.op_type](wl.definition, wl.axes, gen, "cpu")
+    tensors = spec.synthesize(wl.axes, gen, "cpu")
     missing = set(wl.blob_inputs) - set(tensors)
     if missing:
         raise RuntimeError(f"{wl.definition}: synthesis lacks {sorted(missing)}")

@@ -20,17 +20,18 @@ import torch
 
 DEFAULT_DIR = Path(os.environ.get("FIBKIT_CACHE", Path.home() / ".cache" / "fibkit"))
 _PACKAGE = Path(__file__).resolve().parents[1]
-# What decides a synthesized workload's inputs: the synthesis code, the random-input recipe and
-# the official workload table.
+# What decides a synthesized workload's inputs: the synthesis code, the random-input recipes
+# (inputs.py, and the catalog's per-definition ones) and the official workload table.
 _INPUT_CODE = sorted((_PACKAGE / "dataset").glob("*.py")) + [
-    _PACKAGE / "dataset" / "official_workloads.json", _PACKAGE / "evaluate" / "inputs.py"]
+    _PACKAGE / "dataset" / "official_workloads.json", _PACKAGE / "evaluate" / "inputs.py",
+    _PACKAGE / "catalog.py"]
 
 
 def data_tag(spec, dataset: Optional[Path]) -> str:
     """Where a definition's inputs come from, as a string to hash into cache keys."""
     h = hashlib.sha1()
     if dataset is None:
-        for p in _INPUT_CODE:
+        for p in dict.fromkeys([*_INPUT_CODE, Path(spec.workloads_file)]):  # a toy's own list too
             h.update(p.read_bytes())
         return "synth:" + h.hexdigest()
     workloads = Path(dataset) / "workloads" / spec.op_type / f"{spec.name}.jsonl"
@@ -39,6 +40,10 @@ def data_tag(spec, dataset: Optional[Path]) -> str:
 
 
 class ReferenceCache:
+    """Reference outputs in <root>/<definition>/<uuid>-s<seed>-t<trial>-<tag>.safetensors and
+    latencies in <root>/<definition>/reference_latency.json under "<caller's key>:<tag>", where
+    tag = sha1(reference source + data_tag)[:12]. root None: nothing is cached."""
+
     def __init__(self, root: Optional[Path], reference_source: str, data_tag: str):
         self.root = Path(root) if root else None
         self.tag = hashlib.sha1((reference_source + data_tag).encode()).hexdigest()[:12]

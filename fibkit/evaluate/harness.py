@@ -3,8 +3,9 @@ and its compute-sanitizer and ncu helpers.
 
 0.1.2 predates the contest's DSA indexer evaluator: it would feed random bytes as the fp8 K
 cache (NaN scales) and compare indices position by position. `install` registers an evaluator
-that re-packs a random K cache and judges the answer as a set, as the contest's final
-evaluator does. flashinfer-bench evaluates in a spawned worker process: `install` also swaps
+for the definitions the catalog judges as a set (`Judge.kind == "topk_set"`): it draws their
+random inputs with the catalog's own recipes (`random_inputs`: the re-packed K cache) and judges
+the answer as a set, as the contest's final evaluator does. flashinfer-bench evaluates in a spawned worker process: `install` also swaps
 the worker's entry function for `_worker_main`, which spawn pickles by reference, so the
 worker imports this module and registers the evaluator there too.
 """
@@ -30,7 +31,6 @@ def install() -> None:
     from flashinfer_bench.data import Correctness, EvaluationStatus
 
     from fibkit import catalog
-    from fibkit.dataset.dsa import random_k_cache
     from fibkit.evaluate import judge as judging
     from fibkit.evaluate.inputs import poisoned_outputs
 
@@ -47,21 +47,24 @@ def install() -> None:
 
         @classmethod
         def can_evaluate(cls, definition) -> bool:
-            return definition.name.startswith("dsa_topk_indexer")
+            spec = catalog.SPECS.get(definition.name)
+            return spec is not None and spec.judge.kind == "topk_set"
 
         @classmethod
         def build_baseline(cls, definition, workload, cfg, device, trace_set_root=None):
             base = super().build_baseline(definition, workload, cfg, device, trace_set_root)
             names = list(definition.inputs)
-            i = names.index("k_index_cache_fp8")
-            if workload.inputs["k_index_cache_fp8"].type == "random":
+            recipes = {names.index(n): make for n, make in catalog.SPECS[definition.name].random_inputs.items()
+                       if workload.inputs[n].type == "random"}
+            if recipes:
                 from flashinfer_bench.compile import BuilderRegistry
                 from flashinfer_bench.bench.evaluators.utils import normalize_result
 
                 ref = BuilderRegistry.get_instance().build_reference(definition)
                 gen = torch.Generator(device=device).manual_seed(0)
-                for inp, j in zip(base.inputs, range(len(base.inputs))):
-                    inp[i] = random_k_cache(tuple(inp[i].shape), gen, device)
+                for j, inp in enumerate(base.inputs):
+                    for i, make in recipes.items():
+                        inp[i] = make(tuple(inp[i].shape), gen, device)
                     base.outputs[j] = normalize_result(definition, ref(*inp), device)
             return base
 

@@ -4,7 +4,8 @@ Stored inputs come from the dataset (or the synthesizer, same tensors); `random`
 the contest's recipe (normal floats, fp8 from a clamped normal, bounded integers), drawn from a
 generator seeded by (seed, uuid, trial) so a re-run sees the same inputs and each trial fresh
 ones. The indexer's random K cache is a packed fp8 cache of normal keys, as the contest's
-evaluator re-packs it (random bytes would make NaN scales).
+evaluator re-packs it (random bytes would make NaN scales): inputs with a recipe of their own
+are the catalog's `random_inputs`.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any, Dict, List
 
 import torch
 
-from fibkit.dataset import WorkloadSpec, dsa
+from fibkit import catalog
+from fibkit.dataset import WorkloadSpec
 from fibkit.dataset.writer import workload_seed
 
-_SPECIAL_RANDOM = {"k_index_cache_fp8": dsa.random_k_cache}
 _INT_RANGES = {torch.int8: (-128, 128), torch.int16: (-1024, 1024),
                torch.int32: (-1024, 1024), torch.int64: (-1024, 1024)}
 
@@ -40,6 +41,7 @@ def has_random_inputs(definition, wl: WorkloadSpec) -> bool:
 def make_inputs(definition, wl: WorkloadSpec, blobs: Dict[str, torch.Tensor], *, seed: int,
                 trial: int, device) -> List[Any]:
     shapes = definition.get_input_shapes(wl.axes)
+    recipes = catalog.SPECS[wl.definition].random_inputs
     gen = torch.Generator(device=device).manual_seed(workload_seed(seed, f"{wl.uuid}:trial{trial}"))
     args: List[Any] = []
     for (name, tspec), shape in zip(definition.inputs.items(), shapes):
@@ -49,7 +51,7 @@ def make_inputs(definition, wl: WorkloadSpec, blobs: Dict[str, torch.Tensor], *,
             args.append(wl.scalars[name])
         else:
             dtype = getattr(torch, tspec.dtype.value)
-            make = _SPECIAL_RANDOM.get(name)
+            make = recipes.get(name)
             if shape is None:
                 args.append(random_tensor((), dtype, gen, device).item())
             elif make is not None:

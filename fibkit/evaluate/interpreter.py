@@ -81,14 +81,22 @@ def patch() -> None:
     patch_bf16_cast()
 
 
-def patch_bf16_dot() -> None:
-    import numpy as np
+def _patch_builder(method: str, wrap) -> None:
+    """Replace InterpreterBuilder.<method> with wrap(original), once per process."""
     from triton.runtime import interpreter
 
     builder = interpreter.InterpreterBuilder
-    if getattr(builder, "_fibkit_patched", False):
-        return
-    original = builder.create_dot
+    flag = f"_fibkit_patched_{method}"
+    if not getattr(builder, flag, False):
+        setattr(builder, method, wrap(getattr(builder, method)))
+        setattr(builder, flag, True)
+
+
+def patch_bf16_dot() -> None:
+    """bf16 operands of tl.dot widened to fp32 first (numpy has no bf16 matmul; triton issue
+    11584): the products are then exact, as on the tensor cores."""
+    import numpy as np
+    from triton.runtime import interpreter
 
     def widen(t):
         if t.dtype.is_bf16():
@@ -96,31 +104,29 @@ def patch_bf16_dot() -> None:
             return interpreter.TensorHandle(bits.view(np.float32), interpreter.tl.float32)
         return t
 
-    def create_dot(self, a, b, d, *args, **kwargs):
-        return original(self, widen(a), widen(b), d, *args, **kwargs)
+    def wrap(original):
+        def create_dot(self, a, b, d, *args, **kwargs):
+            return original(self, widen(a), widen(b), d, *args, **kwargs)
+        return create_dot
 
-    builder.create_dot = create_dot
-    builder._fibkit_patched = True
+    _patch_builder("create_dot", wrap)
 
 
 def patch_bf16_cast() -> None:
+    """float32 -> bf16 casts round to nearest even, as torch and the GPU do."""
     import numpy as np
     from triton.runtime import interpreter
 
-    builder = interpreter.InterpreterBuilder
-    if getattr(builder, "_fibkit_cast_patched", False):
-        return
-    original = builder.cast_impl
     tl = interpreter.tl
 
-    def cast_impl(self, src, dst_type):
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
-            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-            nan = np.isnan(src.data)
-            rounded[nan] = 0x7FC0
-            return interpreter.TensorHandle(rounded, tl.bfloat16)
-        return original(self, src, dst_type)
+    def wrap(original):
+        def cast_impl(self, src, dst_type):
+            if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+                bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
+                rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+                rounded[np.isnan(src.data)] = 0x7FC0
+                return interpreter.TensorHandle(rounded, tl.bfloat16)
+            return original(self, src, dst_type)
+        return cast_impl
 
-    builder.cast_impl = cast_impl
-    builder._fibkit_cast_patched = True
+    _patch_builder("cast_impl", wrap)

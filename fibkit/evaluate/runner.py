@@ -4,7 +4,6 @@ every trial and time every trial (mean over the trials of each trial's median), 
 time limit. Everything definition-specific comes from fibkit.catalog."""
 from __future__ import annotations
 
-import importlib
 import signal
 import statistics
 import threading
@@ -136,7 +135,7 @@ class _Evaluation:
     def __init__(self, spec: DefSpec, opts: RunOptions):
         self.spec, self.opts, self.device = spec, opts, opts.device
         self.definition = catalog.load_definition(spec.name)
-        self.reference = importlib.import_module(f"fibkit.references.{spec.name}").run
+        self.reference = spec.reference()
         self.source = WorkloadSource(spec, opts.dataset, opts.seed)
         self.workloads = select(spec, self.source.workloads(), opts)
         self.cache = ReferenceCache(opts.cache_dir, catalog.reference_source(spec),
@@ -204,6 +203,8 @@ class _Evaluation:
         return self.cache.latency(self.spec.name, key, lambda: self._time(Contender("reference", self.reference, False), trials, wl.axes))
 
     def row(self, wl) -> Tuple[Dict[str, Any], List[dict]]:
+        """One workload's result row (the solution judged, and when timing: its latency, floor
+        and the peers') and the FlashInfer-Trace records of the contenders built from solutions."""
         trials = self.trials(wl)
         main = self.run(self.main, wl, trials)
         v = main.verdict
@@ -217,25 +218,30 @@ class _Evaluation:
             print(f"  {self.spec.alias} {wl.uuid}: {v.status}: {v.message.splitlines()[0] if v.message else ''}")
         outcomes = {self.main.name: main}
         if self.opts.timing:
-            cost = self.spec.cost(wl.axes, dict(zip(self.definition.inputs, trials[0].inputs)))
-            row["floor_us"], row["bytes"], row["flops"] = cost.floor_us, cost.bytes, cost.flops
-            if main.latency_us is not None:
-                row["latency_us"] = main.latency_us
-                row["reference_latency_us"] = self.reference_latency(wl, trials)
-                row["speedup_vs_reference"] = row["reference_latency_us"] / main.latency_us
-                row["floor_fraction"] = cost.floor_us / main.latency_us
-            row["peers"], row["peer_status"] = {}, {}
-            for p in self.peers:
-                outcome = self.run(p, wl, trials)
-                outcomes[p.name] = outcome
-                row["peer_status"][p.name] = outcome.verdict.status
-                if outcome.latency_us is not None:
-                    row["peers"][p.name] = outcome.latency_us
+            outcomes.update(self._timed_fields(row, wl, trials, main))
         ref_us = row.get("reference_latency_us")
         traces = [trace_record(self.definition, c.solution, self.source.record(wl), outcomes[c.name],
                                ref_us, self.gpu, timed=self.opts.timing)
                   for c in [self.main, *self.peers] if c.solution is not None]
         return row, traces
+
+    def _timed_fields(self, row: Dict[str, Any], wl, trials: List[_Trial], main: _Outcome) -> Dict[str, _Outcome]:
+        """Adds the floor, the solution's and the reference's latencies and each peer's outcome
+        to `row`; returns the peers' outcomes."""
+        cost = self.spec.cost(wl.axes, dict(zip(self.definition.inputs, trials[0].inputs)))
+        row["floor_us"], row["bytes"], row["flops"] = cost.floor_us, cost.bytes, cost.flops
+        if main.latency_us is not None:
+            row["latency_us"] = main.latency_us
+            row["reference_latency_us"] = self.reference_latency(wl, trials)
+            row["speedup_vs_reference"] = row["reference_latency_us"] / main.latency_us
+            row["floor_fraction"] = cost.floor_us / main.latency_us
+        row["peers"], row["peer_status"], outcomes = {}, {}, {}
+        for p in self.peers:
+            outcomes[p.name] = outcome = self.run(p, wl, trials)
+            row["peer_status"][p.name] = outcome.verdict.status
+            if outcome.latency_us is not None:
+                row["peers"][p.name] = outcome.latency_us
+        return outcomes
 
 
 def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:

@@ -181,15 +181,21 @@ def open_solution(path: Union[str, Path]):
     return pack(p)
 
 
+def check_output_folder(folder: Union[str, Path], force: bool, error=SolutionError) -> Path:
+    """A folder to write a solution into: new, or empty unless force; else `error`."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise error(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise error(f"{out}: folder is not empty (--force writes into it anyway)")
+    return out
+
+
 def unpack(solution_json: Union[str, Path], out_dir: Union[str, Path], force: bool = False) -> Path:
     """Write a solution.json back into a solution folder (sources + config.toml). Refuses an
     existing file, and a non-empty folder unless force."""
     sol = read_solution_json(solution_json)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise SolutionError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise SolutionError(f"{out}: folder is not empty (--force writes into it anyway)")
+    out = check_output_folder(out_dir, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for src in sol.sources:

@@ -156,11 +156,9 @@ def _cuda_source(name: str, binding: str) -> str:
 def write_template(spec: DefSpec, folder: Path, language: str = "triton", binding: str = "torch",
                    force: bool = False) -> Path:
     """Write the starting solution for `spec` into `folder` (new or empty, unless force)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise TemplateError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise TemplateError(f"{folder}: folder is not empty (--force writes into it anyway)")
+    from fibkit.evaluate.solution import check_output_folder
+
+    folder = check_output_folder(folder, force, TemplateError)
     files: Dict[str, str]
     stem = f"{spec.alias}-{language}" + (f"-{binding}" if language == "cuda" else "") + "-template"
     if language == "triton":

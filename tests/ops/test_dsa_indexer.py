@@ -6,34 +6,15 @@ near-ties) and come best first. CPU: the interpreter at a few rows."""
 import pytest
 import torch
 
-from conftest import solution_module
+from fibkit.testing import dsa_indexer_inputs as make_inputs, dsa_indexer_scores as oracle_scores
+from fibkit.testing import solution_module
 from fibkit.catalog import Judge
-from fibkit.dataset.dsa import random_k_cache
 from fibkit.evaluate.judge import PASSED, judge_topk_set
-from fibkit.references.dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 import dequant_k_cache
 from fibkit.references.dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 import run as reference
 
 NAME = "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64"
 WORST_INVERSION = [0.0]  # largest out-of-order step seen, relative to the row's largest score
 PAGE, TOPK = 64, 2048
-
-
-def make_inputs(seq_lens, max_pages, num_pages, device, seed):
-    g = torch.Generator().manual_seed(seed)
-    batch = len(seq_lens)
-    q = torch.randn(batch, 64, 128, generator=g).to(torch.float8_e4m3fn)
-    k_cache = random_k_cache((num_pages, PAGE, 1, 132), g, "cpu")
-    weights = torch.randn(batch, 64, generator=g)
-    table = torch.randperm(num_pages, generator=g)[: batch * max_pages].view(batch, max_pages).int()
-    lens = torch.tensor(seq_lens, dtype=torch.int32)
-    return [t.to(device) for t in (q, k_cache, weights, lens, table)]
-
-
-def oracle_scores(q, k_cache, weights, table):
-    """float64 scores [B, M * 64] of every position of every row's pages."""
-    keys = dequant_k_cache(k_cache).double()[table.long()].flatten(1, 2)  # [B, M*64, 128]
-    per_head = torch.relu(torch.einsum("bhd,bnd->bhn", q.double(), keys))
-    return torch.einsum("bhn,bh->bn", per_head, weights.double())
 
 
 def run_kernel(args, config=None):

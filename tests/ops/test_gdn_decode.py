@@ -3,12 +3,9 @@ small batch sizes; on the GPU from batch 1 to 256."""
 import pytest
 import torch
 
-from conftest import assert_judged_close, solution_module
-from fibkit.dataset import gdn
-from gdn_oracle import decode_oracle, on
+from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_oracle, solution_module
 
 NAME = "gdn_decode_qk4_v8_d128_k_last"
-INPUTS = ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]
 
 
 def run_kernel(args, device, config=None):
@@ -20,14 +17,11 @@ def run_kernel(args, device, config=None):
 
 
 def check(batch, with_state, scale, device, seed, config=None):
-    x = on(gdn.synthesize(NAME, {"batch_size": batch}, torch.Generator().manual_seed(seed), "cpu"), device)
-    args = [x[n] for n in INPUTS] + [scale]
-    if not with_state:
-        args[3] = None
+    args = gdn_decode_inputs(batch, device, seed, with_state, scale)
     out, new_state = run_kernel(args, device, config)
-    ref_out, ref_state = decode_oracle(*args)
-    assert_judged_close(out, ref_out, what="output")
-    assert_judged_close(new_state, ref_state, what="new_state")
+    ref_out, ref_state = gdn_decode_oracle(*args)
+    assert_judged_close(NAME, out, ref_out, "output")
+    assert_judged_close(NAME, new_state, ref_state, "new_state")
     # Far inside the contest's tolerance: fp32 state arithmetic, as the definition does.
     assert (new_state.double() - ref_state).abs().max() < 1e-5
     assert (out.double() - ref_out).abs().max() <= 2 ** -7 * ref_out.abs().max()  # one bf16 ulp

@@ -4,28 +4,19 @@ range, one 8192-token sequence, many sequences, CUDA-graph replay and determinis
 import pytest
 import torch
 
-from conftest import assert_judged_close, solution_module
-from fibkit.dataset import gdn
-from gdn_oracle import gdn_oracle, on
+from fibkit.testing import assert_judged_close, gdn_oracle, gdn_prefill_inputs as make_inputs
+from fibkit.testing import max_error_of_max, poisoned, solution_module
 
 NAME = "gdn_prefill_qk4_v8_d128_k_last"
-INPUTS = ["q", "k", "v", "state", "A_log", "a", "dt_bias", "b"]
 
 
-def make_inputs(lengths, device, seed, with_state=True, scale=0.0):
-    total = sum(lengths)
-    x = on(gdn.synthesize(NAME, {"total_seq_len": total, "num_seqs": len(lengths)}, torch.Generator().manual_seed(seed), "cpu"), device)
-    cu = torch.tensor([0] + lengths, device=device).cumsum(0)
-    args = [x[n] for n in INPUTS] + [cu, scale]
-    if not with_state:
-        args[3] = None
-    return args
+def _poisoned_outputs(args):
+    axes = {"total_seq_len": args[0].shape[0], "num_seqs": args[8].numel() - 1}
+    return poisoned(NAME, axes, args[0].device)
 
 
 def run_kernel(args, config=None):
-    q, v, cu = args[0], args[2], args[8]
-    out = torch.full(v.shape, float("nan"), dtype=torch.bfloat16, device=q.device)
-    new_state = torch.full((cu.numel() - 1, 8, 128, 128), float("nan"), device=q.device)
+    out, new_state = _poisoned_outputs(args)
     solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
     return out, new_state
 
@@ -33,11 +24,12 @@ def run_kernel(args, config=None):
 def check(args, config=None, out_rel=2 ** -7, state_rel=5e-3):
     out, new_state = run_kernel(args, config)
     ref_out, ref_state = gdn_oracle(*args)
-    assert_judged_close(out, ref_out, what="output")
-    assert_judged_close(new_state, ref_state, what="new_state")
+    assert_judged_close(NAME, out, ref_out, "output")
+    assert_judged_close(NAME, new_state, ref_state, "new_state")
     if out.numel():
-        assert (out.double() - ref_out).abs().max() <= out_rel * ref_out.abs().max()
-    assert (new_state.double() - ref_state).abs().max() <= state_rel * ref_state.abs().max()
+        assert max_error_of_max(out, ref_out) <= out_rel
+    if ref_state.abs().max() > 0:
+        assert max_error_of_max(new_state, ref_state) <= state_rel
     return out, new_state
 
 
@@ -73,11 +65,6 @@ def test_prefill_launch_forms_are_right_and_repeat_gpu(lengths):
             assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
 
 
-def _poisoned_outputs(args):
-    out = torch.empty(args[2].shape, dtype=torch.bfloat16, device="cuda")
-    return out, torch.empty(args[8].numel() - 1, 8, 128, 128, device="cuda")
-
-
 @pytest.mark.gpu
 def test_prefill_cuda_graph_replay_gpu():
     """No host sync: the call captures into a CUDA graph, and replays on new inputs are right."""
@@ -97,8 +84,8 @@ def test_prefill_cuda_graph_replay_gpu():
         new_state.fill_(float("nan"))
         graph.replay()
         ref_out, ref_state = gdn_oracle(*args)
-        assert_judged_close(out, ref_out, what="output")
-        assert_judged_close(new_state, ref_state, what="new_state")
+        assert_judged_close(NAME, out, ref_out, "output")
+        assert_judged_close(NAME, new_state, ref_state, "new_state")
 
 
 @pytest.mark.gpu

@@ -112,14 +112,13 @@ def dsa_combine_kernel(acc_ptr, ml_ptr, out_ptr, lse_ptr,
              out_ptr, lse_ptr, block == 0, SPLITS, H, DC)
 
 
-# per device: per-token counters of the fused combine, zeroed once; the kernel re-zeroes them
-_COUNTERS = {}
+_COUNTERS = {}  # per device: per-token arrival counters, zeroed once; the kernel re-zeroes them
 
 
-def _token_counters(device, tokens):
+def _arrival_counters(device, count):
     buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < tokens:
-        buf = _COUNTERS[device] = torch.zeros(max(tokens, 1024), dtype=torch.int32, device=device)
+    if buf is None or buf.numel() < count:
+        buf = _COUNTERS[device] = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
     return buf
 
 
@@ -159,7 +158,7 @@ def launch(q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, sm_scale, output,
     acc = torch.empty(tokens * splits, HEADS, D_CKV, dtype=torch.float32, device=q_nope.device)
     ml = torch.empty(tokens * splits, 2, HEADS, dtype=torch.float32, device=q_nope.device)
     fused = cfg["combine"] == "fused"
-    counts = _token_counters(q_nope.device, tokens) if fused else acc
+    counts = _arrival_counters(q_nope.device, tokens) if fused else acc
     dsa_split_kernel[(tokens, splits)](
         q_nope, q_pe, ckv_cache, kpe_cache, sparse_indices, output, lse, acc, ml, counts,
         float(sm_scale) * LOG2E, FUSED=fused, SPLITS=splits, BN=block_n, H=HEADS, DC=D_CKV,

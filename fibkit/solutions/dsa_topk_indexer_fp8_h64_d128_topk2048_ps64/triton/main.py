@@ -141,10 +141,10 @@ def indexer_kernel(q_ptr, k_fp8_ptr, k_f32_ptr, w_ptr, seq_lens_ptr, table_ptr, 
 _COUNTERS = {}  # per device: per-row arrival counters, zeroed once; the kernel re-zeroes them
 
 
-def _row_counters(device, rows):
+def _arrival_counters(device, count):
     buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < rows:
-        buf = _COUNTERS[device] = torch.zeros(max(rows, 1024), dtype=torch.int32, device=device)
+    if buf is None or buf.numel() < count:
+        buf = _COUNTERS[device] = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
     return buf
 
 
@@ -173,7 +173,7 @@ def launch(q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_table, topk_
     # the ranking's scratch per row: counts and starts of 2 nb buckets, nb int64 list entries;
     # the kernel initializes what it reads
     work = torch.empty(batch, 6 * nb if score else 1, dtype=torch.int32, device=weights.device)
-    counts = _row_counters(weights.device, batch) if score else scores
+    counts = _arrival_counters(weights.device, batch) if score else scores
     k_fp8 = k_index_cache_fp8.view(torch.float8_e4m3fn)
     k_f32 = k_index_cache_fp8.view(num_pages, -1).view(torch.float32)
     indexer_kernel[(batch, chunks)](

@@ -52,11 +52,10 @@ def gdn_decode_kernel(q_ptr, k_ptr, v_ptr, state_ptr, A_log_ptr, a_ptr, dt_bias_
     tl.store(out_ptr + seq_head * V + rows, out.to(out_ptr.dtype.element_ty))
 
 
-def launch_config(batch: int):
-    """(BV, num_warps). The H200 sweep (docs/perf-notes.md) found 8 rows per one-warp program
-    best or within noise of the best at every batch size from 1 to 256: the most programs,
-    hence the most loads in flight, for the fewest instructions per byte."""
-    return 8, 1
+# (BV, num_warps) at every batch size: the H200 sweep (docs/perf-notes.md) found 8 rows per
+# one-warp program best or within noise of the best from 1 to 256 sequences: the most
+# programs, hence the most loads in flight, for the fewest instructions per byte.
+LAUNCH_CONFIG = (8, 1)
 
 
 def run(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state):
@@ -65,7 +64,7 @@ def run(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state):
 
 
 def launch(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state, config=None):
-    """run() with an explicit (BV, num_warps) for sweeps; None picks launch_config(B)."""
+    """run() with an explicit (BV, num_warps) for sweeps; None picks LAUNCH_CONFIG."""
     batch, _, num_qk_heads, head_k = q.shape
     num_v_heads, head_v = v.shape[2], v.shape[3]
     if (head_k, head_v) != (HEAD_K, HEAD_V):
@@ -73,7 +72,7 @@ def launch(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state, confi
     if batch == 0:
         return
     scale = float(scale) if scale else head_k ** -0.5
-    block_v, num_warps = config or launch_config(batch)
+    block_v, num_warps = config or LAUNCH_CONFIG
     grid = (batch * num_v_heads, head_v // block_v)
     gdn_decode_kernel[grid](
         q, k, v, state if state is not None else new_state, A_log, a, dt_bias, b,

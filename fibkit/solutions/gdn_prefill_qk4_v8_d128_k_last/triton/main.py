@@ -253,7 +253,7 @@ def launch(q, k, v, state, A_log, a, dt_bias, b, cu_seqlens, scale, output, new_
             PRECISION=cfg["precision"], BLOCK_N=triton.next_power_of_2(num_seqs + 1),
             num_warps=cfg["prepare_warps"], **shape))
     else:
-        tb = m = output  # not read
+        tb = m = output  # unprepared: the kernel never reads tb_ptr or m_ptr; any tensor fills the slot
     grid = (num_seqs, num_v_heads, head_v // cfg["block_v"])
     kernels.append(gdn_prefill_walk_kernel[grid](
         q, k, v, state if state is not None else new_state, A_log, a, dt_bias, b, cu_seqlens,
