@@ -80,24 +80,57 @@ def test_interpreted_builds_stay_inside_the_block(tmp_path):
     assert load(pack(folder), definition) is not inside
 
 
-def test_interpret_after_triton_was_imported_for_the_gpu():
+PROBE = """
+import inspect
+
+import torch
+import triton
+import triton.language as tl
+
+from fibkit import catalog
+from fibkit.cli import main
+from fibkit.evaluate.solution import load, pack
+
+
+@triton.jit
+def _fresh_kernel(x_ptr, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(x_ptr + offsets, tl.sigmoid(tl.load(x_ptr + offsets, mask=offsets < n)), mask=offsets < n)
+
+
+def language():
+    objs = (tl, tl.core, tl.math, tl.core.tensor, tl.core.dtype)  # (submodules may be imported)
+    return {(obj.__name__, k): id(v) for obj in objs for k, v in vars(obj).items()
+            if not inspect.ismodule(v)}
+
+
+spec = catalog.SPECS['gdn_decode_qk4_v8_d128_k_last']
+load(pack(spec.solution_dir('triton')), catalog.load_definition(spec.name))
+before = language()
+code = main(['check', 'gdn_decode', '--interpret', '--variant', 'triton', '--smallest', '1', '--no-cache'])
+assert code == 0, code
+changed = sorted(k for k in set(before) | set(language()) if before.get(k) != language().get(k))
+assert not changed, changed[:10]
+if torch.cuda.is_available():  # a kernel first compiled after the interpreted check
+    x = torch.zeros(100, device="cuda")
+    _fresh_kernel[(1,)](x, 100, BLOCK=128)
+    assert torch.allclose(x, torch.full_like(x, 0.5))
+"""
+
+
+def test_interpret_after_triton_was_imported_for_the_gpu(tmp_path):
     """On a GPU host triton is imported with the interpreter off, so its own @jit library
     functions (tl.sigmoid in fibkit's decode kernel) are compiled-mode JITFunctions, which an
-    interpreted kernel cannot call. `check --interpret` must work there too: a fresh process
-    without TRITON_INTERPRET builds fibkit's decode for the GPU first, then checks it."""
+    interpreted kernel cannot call. `check --interpret` must work there too, and leave
+    triton.language as it found it (Triton 3.6's interpreter patches its builtins in place): a
+    fresh process without TRITON_INTERPRET builds fibkit's decode for the GPU first, checks it
+    through the interpreter, then (on a GPU) compiles and runs a new kernel."""
     import os
     import subprocess
     import sys
 
-    code = (
-        "from fibkit import catalog\n"
-        "from fibkit.cli import main\n"
-        "from fibkit.evaluate.solution import load, pack\n"
-        "spec = catalog.SPECS['gdn_decode_qk4_v8_d128_k_last']\n"
-        "load(pack(spec.solution_dir('triton')), catalog.load_definition(spec.name))\n"
-        "raise SystemExit(main(['check', 'gdn_decode', '--interpret', '--variant', 'triton',"
-        " '--smallest', '1', '--no-cache']))\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(probe)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "1/1 workload(s) passed" in r.stdout

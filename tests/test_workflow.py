@@ -107,7 +107,7 @@ def test_repository_config_packs_fibkits_decode(tmp_path):
 
 
 def test_config_mismatch_with_its_sources_folder(tmp_path, capsys):
-    folder = decode_template(tmp_path)
+    decode_template(tmp_path)  # the sources folder "mine" the config names
     config = tmp_path / "config.toml"
     config.write_text('[solution]\nname = "x"\ndefinition = "gdn_prefill"\nauthor = "a"\n'
                       '[build]\nlanguage = "triton"\nentry_point = "kernel.py::kernel"\nsources = "mine"\n')

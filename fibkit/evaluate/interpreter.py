@@ -37,13 +37,16 @@ def interpreting():
     before = os.environ.get("TRITON_INTERPRET")
     saved, registry._cache = registry._cache, {}
     saved_modules = {m: sys.modules.pop(m) for m in [m for m in sys.modules if built(m)]}
+    language = _language_snapshot()
     enable()
-    swapped = _interpret_language()
+    _interpret_language()
     try:
         yield
     finally:
-        for module, name, jitted in swapped:
-            setattr(module, name, jitted)
+        # Put triton.language back as it was: the swapped library functions, and the builtins
+        # that Triton 3.6's interpreter patches in place on every interpreted call and never
+        # restores (a kernel compiled for the GPU afterwards would fail at its first tl.*).
+        _restore(language)
         # Drop the interpreted builds without their cleaners: those delete build folders on
         # disk that another process may be importing from the same cache path.
         registry._cache = saved
@@ -56,24 +59,56 @@ def interpreting():
             os.environ["TRITON_INTERPRET"] = before
 
 
-def _interpret_language() -> list:
+def _language_objects() -> list:
+    """triton.language's modules and the classes whose members the interpreter patches."""
+    import sys
+
+    import triton.language as tl
+
+    modules = [m for n, m in list(sys.modules.items())
+               if m is not None and (n == "triton.language" or n.startswith("triton.language."))]
+    # tl.core's classes: tensor's operators, tensor_descriptor_base's builtins, dtype.to_ir
+    classes = [v for v in vars(tl.core).values()
+               if isinstance(v, type) and v.__module__.startswith("triton.language")]
+    return modules + classes
+
+
+def _language_snapshot() -> list:
+    return [(obj, dict(vars(obj))) for obj in _language_objects()]
+
+
+def _restore(snapshot: list) -> None:
+    """Each object's attributes back to the snapshot (added ones removed, but for submodules
+    imported meanwhile, which stay bound to their package)."""
+    import inspect
+
+    for obj, saved in snapshot:
+        current = dict(vars(obj))
+        for name in [n for n in current if n not in saved and not inspect.ismodule(current[n])]:
+            try:
+                delattr(obj, name)
+            except (AttributeError, TypeError):
+                pass
+        for name, value in saved.items():
+            if current.get(name) is not value:
+                try:
+                    setattr(obj, name, value)
+                except (AttributeError, TypeError):  # read-only entries of a class dict
+                    pass
+
+
+def _interpret_language() -> None:
     """Triton's own @jit library functions (tl.sigmoid, tl.max, tl.cdiv, ...) are JITFunctions
     when triton was imported with the interpreter off, and an interpreted kernel cannot call
     them ("Cannot call @triton.jit'd outside of the scope of a kernel"). Swap each for an
-    interpreted twin; returns (module, name, original) to put back."""
-    import sys
-
+    interpreted twin (interpreting() puts the originals back)."""
     from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
 
-    swapped = []
-    for name in [n for n in sys.modules if n == "triton.language" or n.startswith("triton.language.")]:
-        module = sys.modules[name]
+    for module in _language_objects():
         for attr, value in list(vars(module).items()):
             if isinstance(value, JITFunction):
                 setattr(module, attr, InterpretedFunction(value.fn))
-                swapped.append((module, attr, value))
-    return swapped
 
 
 def patch() -> None:
