@@ -6,14 +6,18 @@ the timed region) and FlashInfer as a whole call. A quicker view than `fibkit be
 trial, no reference or torch timing), for a device call's budget. Prints per-workload rows
 and a table by size.
 
-    python benchmarks/compare_gdn_prefill.py
+    python benchmarks/compare_gdn_prefill.py [VARIANT_OR_FOLDER ...]   (default: triton)
+e.g. `triton wip/gdn_prefill_cuda/solution`: fibkit's solution variants by name, other solution
+folders by path.
 """
-import importlib
 import statistics
+import sys
+from pathlib import Path
 
 
 from fibkit import catalog
 from fibkit.evaluate import judge as judging
+from fibkit.evaluate.solution import load, pack
 from fibkit.evaluate.peers import _flashinfer_gates, _flashinfer_kernel, _flashinfer_prefill
 from fibkit.evaluate.timing import method, time_us
 from fibkit.evaluate.workloads import WorkloadSource
@@ -27,37 +31,45 @@ def main():
     spec = catalog.SPECS[NAME]
     definition = catalog.load_definition(NAME)
     reference = spec.reference()
-    ours = importlib.import_module(f"fibkit.solutions.{NAME}.triton.main").run
+    variants = sys.argv[1:] or ["triton"]
+    built = {name: load(pack(spec.solution_dir(name) if spec.solution_dir(name).is_dir() else Path(name)),
+                        definition) for name in variants}
     rows = []
     print(f"timing: {method()}")
     for wl in WorkloadSource(spec, None, 0).workloads():
         inputs = official_inputs(NAME, wl)
         refs = judging.normalize_outputs(reference(*inputs), 2, spec.judge)
-        outs = poisoned(NAME, wl.axes, "cuda")
-        ours(*inputs, *outs)
-        verdict = judging.judge(spec.judge, definition, inputs, outs, refs)
-        err = [max_error_of_max(o, r) for o, r in zip(outs, refs)]
-        t_ours = time_us(ours, inputs + outs, 1, 5)
+        statuses, times, errs = [], [], []
+        for name, fn in built.items():
+            outs = poisoned(NAME, wl.axes, "cuda")
+            fn(*inputs, *outs)
+            statuses.append(judging.judge(spec.judge, definition, inputs, outs, refs).status)
+            errs.append(max(max_error_of_max(o, r) for o, r in zip(outs, refs)))
+            times.append(time_us(fn, inputs + outs, 1, 5))
         t_kernel = time_us(_flashinfer_kernel, list(_flashinfer_gates(*inputs)), 1, 5)
         t_call = time_us(_flashinfer_prefill, inputs, 1, 5)
         total, seqs = wl.axes["total_seq_len"], wl.axes["num_seqs"]
-        rows.append((total, seqs, verdict.status, t_ours, t_kernel, t_call, *err))
-        print(f"{total} x{seqs}: {verdict.status} ours {t_ours:.1f} flashinfer-kernel {t_kernel:.1f} "
-              f"flashinfer {t_call:.1f} err {err[0]:.1e} / {err[1]:.1e}", flush=True)
-    print("\n| total tokens | n | passed | ours mean (max) | flashinfer-kernel mean | flashinfer mean "
-          "| ours / kernel | slower than kernel |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        rows.append((total, seqs, statuses, times, t_kernel, t_call, errs))
+        print(f"{total} x{seqs}: " + " ".join(f"{n} {st} {t:.1f} (err {e:.1e})" for n, st, t, e in
+                                            zip(variants, statuses, times, errs))
+              + f" | flashinfer-kernel {t_kernel:.1f} flashinfer {t_call:.1f}", flush=True)
+    print("\n| total tokens | n | " + " | ".join(f"{v} passed | {v} mean (max) | {v} slower than kernel" for v in variants)
+          + " | flashinfer-kernel mean | flashinfer mean |")
+    print("| --- " * (2 + 3 * len(variants) + 2) + "|")
     for lo, hi in BUCKETS + [(1, 8192)]:
         sel = [r for r in rows if lo <= r[0] <= hi]
         if not sel:
             continue
-        mean = lambda i: statistics.mean(r[i] for r in sel)  # noqa: E731
         label = "all" if (lo, hi) == (1, 8192) else f"{lo}-{hi}"
-        print(f"| {label} | {len(sel)} | {sum(r[2] == 'PASSED' for r in sel)} | {mean(3):.1f} "
-              f"({max(r[3] for r in sel):.1f}) | {mean(4):.1f} | {mean(5):.1f} | {mean(3) / mean(4):.2f} "
-              f"| {sum(r[3] > r[4] for r in sel)} |")
-    print(f"worst errors: output {max(r[6] for r in rows):.1e}, state {max(r[7] for r in rows):.1e}")
-
+        cells = []
+        for i in range(len(variants)):
+            ts = [r[3][i] for r in sel]
+            cells.append(f"{sum(r[2][i] == 'PASSED' for r in sel)} | {statistics.mean(ts):.1f} ({max(ts):.1f}) | "
+                         f"{sum(r[3][i] > r[4] for r in sel)}")
+        print(f"| {label} | {len(sel)} | " + " | ".join(cells) + f" | {statistics.mean(r[4] for r in sel):.1f} | "
+              f"{statistics.mean(r[5] for r in sel):.1f} |")
+    for i, v in enumerate(variants):
+        print(f"{v}: worst error {max(r[6][i] for r in rows):.1e}")
 
 if __name__ == "__main__":
     main()
