@@ -1,13 +1,13 @@
 """GDN prefill over packed variable-length sequences: the chunked delta rule (WY form, chunks
-of 16), with each program walking one sequence's chunks while its slice of the state stays in
-registers. No program ever waits on another.
+of 16 or 32), with each program walking one sequence's chunks while its slice of the state
+stays in registers. No program ever waits on another.
 
 Shapes: q, k [T, 4, 128] bf16; v [T, 8, 128] bf16; a, b [T, 8] bf16; A_log, dt_bias [8] fp32;
 cu_seqlens [N + 1] int64; state / new_state [N, 8, 128 (V), 128 (K)] fp32, k-last; output
 [T, 8, 128] bf16. v head h reads q/k head h // 2.
 
-Math, per sequence and head, for one chunk of C tokens (16 by default) with state S [V, K] at its start,
-log gates G (cumulative from the chunk start, G_l at its last token) and beta:
+Math, per sequence and head, for one chunk of C tokens with state S [V, K] at its start, log
+gates G (cumulative from the chunk start, G_l at its last token) and beta:
     A_ij = beta_i exp(G_i - G_j) k_i.k_j  (j < i),    Tb = (I + A)^-1 diag(beta)
     M_ij = exp(G_i - G_j) q_i.k_j          (j <= i)                 <- independent of S
     u^T = (v^T - (S k^T) diag(exp(G))) Tb^T                           [V, C]
@@ -16,6 +16,9 @@ log gates G (cumulative from the chunk start, G_l at its last token) and beta:
 Everything is written with the state's V rows as the row dimension, so S and u^T are always
 the left operand of a product: the chain from one chunk's state to the next stays in
 registers, and only k, q, Tb and M (loaded or built off the chain) go through shared memory.
+(Measured on the H200, docs/perf-notes.md v4: the chain is still issue-bound on Triton's
+lowering of 16- and 32-row products, 1.75 us per 16-token chunk; wip/gdn_prefill_cuda is the
+next step.)
 
 Two launch forms (launch_config picks by size):
   * one kernel: each walker also builds its chunks' Tb and M. Best while a call is a few
