@@ -44,7 +44,7 @@ def sweep_decode():
             times[cfg] = time_us(lambda *a, c=cfg: mod.launch(*a, config=c), args + [out, new_state])
         best = min(times, key=times.get)
         default = times[mod.LAUNCH_CONFIG]
-        fla_us = time_us(fla, args) if fla else float("nan")
+        fla_us = time_us(fla.fn, args) if fla else float("nan")
         print(f"| {batch} | {bytes_moved / COPY_BW * 1e6:.2f} | {default:.2f} | {times[best]:.2f} {best} | "
               f"{bytes_moved / times[best] / 1e6:.2f} | {fla_us:.2f} | {rel_err(out, ref_out):.1e} | "
               f"{rel_err(new_state, ref_state):.1e} |")

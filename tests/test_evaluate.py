@@ -252,9 +252,9 @@ def test_flashinfer_gates_are_the_definitions_and_stay_outside_the_kernel_call()
 
 
 def test_flashinfer_peer_absent_without_a_hopper_gpu():
-    from fibkit.evaluate.peers import definition_has_flashinfer, external_peer
+    from fibkit.evaluate.peers import external_peer
 
     if torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0):
         pytest.skip("a Hopper GPU is here: the peer is available")
-    assert not definition_has_flashinfer("gdn_prefill_qk4_v8_d128_k_last")
-    assert external_peer("flashinfer", "gdn_prefill_qk4_v8_d128_k_last") is None
+    for name in ("flashinfer", "flashinfer-kernel"):
+        assert external_peer(name, "gdn_prefill_qk4_v8_d128_k_last") is None

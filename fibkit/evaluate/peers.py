@@ -134,28 +134,31 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
         if name == "torch":
             if variant != "baseline":
                 peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
-        elif name == "flashinfer-kernel":
-            if definition_has_flashinfer(spec.name):
-                peers.append(Contender(name, _flashinfer_kernel, False, prepare=_flashinfer_gates))
         else:
-            fn = external_peer(name, spec.name)
-            if fn is not None:
-                peers.append(Contender(name, fn, False))
+            peer = external_peer(name, spec.name)
+            if peer is not None:
+                peers.append(peer)
     return main, peers
 
 
-def definition_has_flashinfer(definition: str) -> bool:
-    return definition == "gdn_prefill_qk4_v8_d128_k_last" and flashinfer_prefill_available()
+_PREFILL = "gdn_prefill_qk4_v8_d128_k_last"
+# Library peers: name -> ({definition: (value-returning callable, untimed argument preparation
+# or None)}, whether the library runs here).
+_LIBRARY_PEERS = {
+    "fla": ({d: (fn, None) for d, fn in _FLA.items()}, fla_available),
+    "flashinfer": ({_PREFILL: (_flashinfer_prefill, None)}, flashinfer_prefill_available),
+    "flashinfer-kernel": ({_PREFILL: (_flashinfer_kernel, _flashinfer_gates)}, flashinfer_prefill_available),
+}
 
 
-def external_peer(name: str, definition: str) -> Optional[Callable]:
-    """A value-returning peer callable (of the definition's inputs), or None where the peer is
-    not installed or does not implement the definition."""
-    if name == "fla" and definition in _FLA and fla_available():
-        return _FLA[definition]
-    if name == "flashinfer" and definition_has_flashinfer(definition):
-        return _flashinfer_prefill
-    return None
+def external_peer(name: str, definition: str) -> Optional[Contender]:
+    """A library peer of the definition, or None where the library is not installed here or
+    does not implement the definition."""
+    implementations, available = _LIBRARY_PEERS.get(name, ({}, None))
+    if definition not in implementations or not available():
+        return None
+    fn, prepare = implementations[definition]
+    return Contender(name, fn, False, prepare=prepare)
 
 
 def versions() -> Dict[str, str]:
