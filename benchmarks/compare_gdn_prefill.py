@@ -7,8 +7,7 @@ trial, no reference or torch timing), for a device call's budget. Prints per-wor
 and a table by size.
 
     python benchmarks/compare_gdn_prefill.py [VARIANT_OR_FOLDER ...]   (default: triton)
-e.g. `triton wip/gdn_prefill_cuda/solution`: fibkit's solution variants by name, other solution
-folders by path.
+e.g. `triton cuda`: fibkit's solution variants by name, other solution folders by path.
 """
 import statistics
 import sys

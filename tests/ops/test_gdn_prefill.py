@@ -1,6 +1,9 @@
-"""The Triton GDN prefill kernel against the float64 oracle. On CPU through the interpreter
-(partial chunks, a zero-length sequence, a 3-chunk sequence); on the GPU the official size
-range, one 8192-token sequence, many sequences, CUDA-graph replay and determinism."""
+"""The GDN prefill solutions against the float64 oracle. The Triton one on CPU through the
+interpreter (partial chunks, a zero-length sequence, a 3-chunk sequence); on the GPU the Triton
+and the CUDA one (the default): the official size range, one 8192-token sequence, many
+sequences, bitwise repeats, CUDA-graph replay, two calls on forked streams of one graph."""
+from functools import lru_cache
+
 import pytest
 import torch
 
@@ -15,14 +18,29 @@ def _poisoned_outputs(args):
     return poisoned(NAME, axes, args[0].device)
 
 
-def run_kernel(args, config=None):
+@lru_cache(maxsize=None)
+def solution_call(variant):
+    """(*inputs, output, new_state) -> None of a solution variant: the Triton module's run, or
+    the CUDA folder built by flashinfer-bench's builder."""
+    if variant == "triton":
+        return solution_module(NAME, "triton").run
+    from fibkit import catalog
+    from fibkit.evaluate.solution import load, pack
+
+    return load(pack(catalog.SPECS[NAME].solution_dir(variant)), catalog.load_definition(NAME))
+
+
+def run_kernel(args, config=None, variant="triton"):
     out, new_state = _poisoned_outputs(args)
-    solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
+    if config is None:
+        solution_call(variant)(*args, out, new_state)
+    else:  # the Triton solution's launch forms
+        solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
     return out, new_state
 
 
-def check(args, config=None, out_rel=2 ** -7, state_rel=5e-3):
-    out, new_state = run_kernel(args, config)
+def check(args, config=None, out_rel=2 ** -7, state_rel=5e-3, variant="triton"):
+    out, new_state = run_kernel(args, config, variant)
     ref_out, ref_state = gdn_oracle(*args)
     assert_judged_close(NAME, out, ref_out, "output")
     assert_judged_close(NAME, new_state, ref_state, "new_state")
@@ -50,8 +68,12 @@ def test_prefill_small(lengths, with_state, scale, config, device):
     [300] * 27 + [92], [144] * 56 + [128], [63, 64, 65, 127, 128, 129],
     [0, 7, 0, 0, 500, 0], [0, 1, 0], [4124], [128] * 64, [1] * 300])
 @pytest.mark.parametrize("with_state", [True, False])
-def test_prefill_gpu(lengths, with_state):
-    check(make_inputs(lengths, "cuda", seed=sum(lengths), with_state=with_state))
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_prefill_gpu(lengths, with_state, variant):
+    args = make_inputs(lengths, "cuda", seed=sum(lengths), with_state=with_state)
+    out, new_state = check(args, variant=variant)
+    again = run_kernel(args, variant=variant)
+    assert torch.equal(out, again[0]) and torch.equal(new_state, again[1])
 
 
 @pytest.mark.gpu
@@ -66,11 +88,12 @@ def test_prefill_launch_forms_are_right_and_repeat_gpu(lengths):
 
 
 @pytest.mark.gpu
-def test_prefill_cuda_graph_replay_gpu():
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_prefill_cuda_graph_replay_gpu(variant):
     """No host sync: the call captures into a CUDA graph, and replays on new inputs are right."""
     args = make_inputs([900, 31, 3000], "cuda", seed=11)
     out, new_state = _poisoned_outputs(args)
-    run = solution_module(NAME, "triton").run
+    run = solution_call(variant)
     run(*args, out, new_state)  # compile outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -90,12 +113,13 @@ def test_prefill_cuda_graph_replay_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("lengths", [[6], [983], [500, 0, 483]])
-def test_prefill_concurrent_calls_in_one_graph_gpu(lengths):
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_prefill_concurrent_calls_in_one_graph_gpu(lengths, variant):
     """Two calls on two forked streams of one CUDA graph (as a serving engine overlapping two
     batches would run them) finish, and each is bitwise the call run alone, on every replay."""
     import time
 
-    run = solution_module(NAME, "triton").run
+    run = solution_call(variant)
     calls = [make_inputs(lengths, "cuda", seed=s) for s in (21, 22)]
     outs = [_poisoned_outputs(a) for a in calls]
     alone = []

@@ -17,8 +17,9 @@ Everything is written with the state's V rows as the row dimension, so S and u^T
 the left operand of a product: the chain from one chunk's state to the next stays in
 registers, and only k, q, Tb and M (loaded or built off the chain) go through shared memory.
 (Measured on the H200, docs/perf-notes.md v4: the chain is still issue-bound on Triton's
-lowering of 16- and 32-row products, 1.75 us per 16-token chunk; wip/gdn_prefill_cuda is the
-next step.)
+lowering of 16- and 32-row products, 1.75 us per 16-token chunk; the CUDA solution beside
+this one, the default, keeps the same chain in mma.sync fragments. This one is its twin on the
+CPU, through the interpreter.)
 
 Two launch forms (launch_config picks by size):
   * one kernel: each walker also builds its chunks' Tb and M. Best while a call is a few
