@@ -457,6 +457,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
 
 #include <torch/extension.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> state,
@@ -464,6 +465,7 @@ void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<tor
             torch::Tensor cu_seqlens, double scale, torch::Tensor output, torch::Tensor new_state) {
   const int num_seqs = static_cast<int>(cu_seqlens.size(0)) - 1;
   if (num_seqs <= 0) return;
+  const c10::cuda::CUDAGuard on_inputs_device(q.device());  // its stream, its shared-memory opt-in
   auto bf16 = [](const torch::Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr<at::BFloat16>()); };
   const float s = scale == 0.0 ? 1.f / sqrtf(static_cast<float>(gdn::kK)) : static_cast<float>(scale);
   constexpr size_t smem = gdn::kStages * sizeof(gdn::Stage);
