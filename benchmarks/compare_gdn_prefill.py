@@ -4,9 +4,10 @@ the reference with the contest's rule, then timed the contest way (CUPTI span, c
 warm-up, 5 iterations, median) for ours, FlashInfer's kernel alone (gates computed outside
 the timed region) and FlashInfer as a whole call. A quicker view than `fibkit bench` (one
 trial, no reference or torch timing), for a device call's budget. Prints per-workload rows
-and a table by size.
+and a table by size; the errors (largest |difference| over largest |reference value|) of ours
+and of FlashInfer's kernel against the reference.
 
-    python benchmarks/compare_gdn_prefill.py [VARIANT_OR_FOLDER ...]   (default: triton)
+    python benchmarks/compare_gdn_prefill.py [VARIANT_OR_FOLDER ...]   (default: the default variant)
 e.g. `triton cuda`: fibkit's solution variants by name, other solution folders by path.
 """
 import statistics
@@ -30,7 +31,7 @@ def main():
     spec = catalog.SPECS[NAME]
     definition = catalog.load_definition(NAME)
     reference = spec.reference()
-    variants = sys.argv[1:] or ["triton"]
+    variants = sys.argv[1:] or [spec.default_variant]
     built = {name: load(pack(spec.solution_dir(name) if spec.solution_dir(name).is_dir() else Path(name)),
                         definition) for name in variants}
     rows = []
@@ -45,13 +46,16 @@ def main():
             statuses.append(judging.judge(spec.judge, definition, inputs, outs, refs).status)
             errs.append(max(max_error_of_max(o, r) for o, r in zip(outs, refs)))
             times.append(time_us(fn, inputs + outs, 1, 5))
+        fi_outs = _flashinfer_prefill(*inputs)  # (output, final state), as the definition's
+        fi_err = (max(max_error_of_max(o.to(r.dtype), r) for o, r in zip(fi_outs, refs))
+                  if all(o.shape == r.shape for o, r in zip(fi_outs, refs)) else float("nan"))
         t_kernel = time_us(_flashinfer_kernel, list(_flashinfer_gates(*inputs)), 1, 5)
         t_call = time_us(_flashinfer_prefill, inputs, 1, 5)
         total, seqs = wl.axes["total_seq_len"], wl.axes["num_seqs"]
-        rows.append((total, seqs, statuses, times, t_kernel, t_call, errs))
+        rows.append((total, seqs, statuses, times, t_kernel, t_call, errs, fi_err))
         print(f"{total} x{seqs}: " + " ".join(f"{n} {st} {t:.1f} (err {e:.1e})" for n, st, t, e in
                                             zip(variants, statuses, times, errs))
-              + f" | flashinfer-kernel {t_kernel:.1f} flashinfer {t_call:.1f}", flush=True)
+              + f" | flashinfer-kernel {t_kernel:.1f} flashinfer {t_call:.1f} (err {fi_err:.1e})", flush=True)
     print("\n| total tokens | n | " + " | ".join(f"{v} passed | {v} mean (max) | {v} slower than kernel" for v in variants)
           + " | flashinfer-kernel mean | flashinfer mean |")
     print("| --- " * (2 + 3 * len(variants) + 2) + "|")
@@ -69,6 +73,8 @@ def main():
               f"{statistics.mean(r[5] for r in sel):.1f} |")
     for i, v in enumerate(variants):
         print(f"{v}: worst error {max(r[6][i] for r in rows):.1e}")
+    fi_errs = [r[7] for r in rows if r[7] == r[7]]  # nan where an output had another shape
+    print(f"flashinfer: worst error {max(fi_errs, default=float('nan')):.1e} over {len(fi_errs)} workloads")
 
 if __name__ == "__main__":
     main()
