@@ -5,8 +5,8 @@ each workload is only launched three times (no timing), for a profiler run aroun
 
     python benchmarks/gdn_prefill_cuda_variants.py [--ncu] [VARIANT ...]
 VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repository) instead.
-e.g. `c16: c32:-DGDN_CHUNK=32 c32w4:-DGDN_CHUNK=32,-DGDN_WARPS=4` (the kernel's macros: GDN_CHUNK,
-GDN_WARPS).
+e.g. `w2: w4:-DGDN_WARPS=4` (the kernel's macro GDN_WARPS; GDN_CHUNK once
+docs/patches/gdn_prefill_cuda_chunk32.patch is applied).
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor
