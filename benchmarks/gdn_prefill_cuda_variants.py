@@ -1,12 +1,12 @@
-"""The CUDA prefill's compile-time variants side by side on eleven official workloads: each
+"""The CUDA prefill's compile-time variants side by side on thirteen official workloads: each
 build of the solution's kernel.cu with its -D flags (e.g. -DGDN_WARPS=4) judged against the
 reference, then its call's CUPTI span (the contest's figure, cold L2, median of 20). With --ncu,
 each workload is only launched three times (no timing), for a profiler run around it.
 
     python benchmarks/gdn_prefill_cuda_variants.py [--ncu] [VARIANT ...]
 VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repository) instead.
-e.g. `w2: w4:-DGDN_WARPS=4` (the kernel's macro GDN_WARPS; GDN_CHUNK once
-docs/patches/gdn_prefill_cuda_chunk32.patch is applied).
+e.g. `w2: w4:-DGDN_WARPS=4 p3:-DGDN_PREP_WARPS=3` (the kernel's GDN_* macros: GDN_WARPS,
+GDN_PREP_WARPS, GDN_CHUNK, GDN_RANK_FROM_SEQS, GDN_S_ONE_PASS, GDN_U_ONE_PASS).
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +23,7 @@ NAME = "gdn_prefill_qk4_v8_d128_k_last"
 SOURCE = catalog.SPECS[NAME].solution_dir("cuda") / "kernel.cu"
 REPO = Path(__file__).resolve().parent.parent
 PICKS = [(6, 1), (61, 1), (134, 1), (248, 2), (525, 1), (983, 2), (2040, 2), (3999, 13),
-         (5709, 2), (8192, 20), (8192, 57)]
+         (5709, 2), (8192, 20), (8192, 25), (8192, 32), (8192, 57)]
 
 
 def build(variant):

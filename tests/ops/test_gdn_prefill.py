@@ -66,7 +66,8 @@ def test_prefill_small(lengths, with_state, scale, config, device):
 @pytest.mark.parametrize("lengths", [
     [6], [1], [64], [1, 1, 1], [100, 139], [983, 17, 1], [2107], [8192], [2855, 2854],
     [300] * 27 + [92], [144] * 56 + [128], [63, 64, 65, 127, 128, 129],
-    [0, 7, 0, 0, 500, 0], [0, 1, 0], [4124], [128] * 64, [1] * 300])
+    [0, 7, 0, 0, 500, 0], [0, 1, 0], [4124], [128] * 64, [1] * 300,
+    [5, 700, 0, 33, 1500, 2, 0, 90, 400, 17, 700]])  # CUDA: blocks go out longest first
 @pytest.mark.parametrize("with_state", [True, False])
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_prefill_gpu(lengths, with_state, variant):

@@ -8,21 +8,25 @@
 // Per chunk of C = 16 tokens, with state S [V, K] at its start, G the cumulative log decay
 // from the chunk start, G_l at its last token (see the Triton solution's docstring):
 //   Tb = (I + A)^-1 diag(beta), A_ij = beta_i exp(G_i - G_j) k_i.k_j (j < i)
-//   M_ij = exp(G_i - G_j) q_i.k_j (j <= i)                          <- the prepare warp
+//   M_ij = exp(G_i - G_j) q_i.k_j (j <= i)                          <- the prepare warps
 //   u^T = (v^T - (S k^T) diag(exp G)) Tb^T                              <- the walk warps
 //   o^T = scale ((S q^T) diag(exp G) + u^T M^T)
 //   S  <- exp(G_l) S + (u^T diag(exp(G_l - G))) k
 //
-// One block per (sequence, head, 32 state rows), 2 walk warps of 16 rows and 1 prepare warp
-// (4 walk warps per block measured slower: 65 against 45 us for 525 tokens on an H200):
+// One block per (sequence, head, 32 state rows): 2 walk warps of 16 rows and 2 prepare warps,
+// one warp per SM sub-partition (the numbers measured on an H200 for the choices here are in
+// docs/perf-notes.md, "v6"; 4 walk warps, 3 prepare warps and chunks of 32 were slower):
 //  * each walk warp holds its 16 x 128 slice of S as m16n8 accumulator fragments (64
 //    registers). An accumulator tile pair is already the A operand of the next m16n8k16
 //    product, so S k^T, S q^T and the update need no shared-memory round trip; products
 //    against fp32 values use bf16 hi + lo halves (two bf16 numbers carry ~16 bits of an fp32).
-//  * the prepare warp works one chunk ahead: it copies chunk c + 2's k, q, v into shared
-//    memory (cp.async) and builds chunk c + 1's Tb, M (hi + lo) and decay factors (k k^T and
-//    q k^T by mma.sync, T by forward substitution in registers) while the walk warps walk
-//    chunk c. Three stages rotate; one block barrier per chunk hands them over.
+//  * the prepare warps take the chunks in turn, ahead of the walk warps: each copies its
+//    chunks' k, q, v into shared memory (cp.async, two of its chunks in flight) and builds
+//    their Tb, M (hi + lo) and decay factors (k k^T and q k^T by mma.sync, T by forward
+//    substitution in registers). One prepare warp alone could not keep up with the walk.
+//    Five stages rotate, each handed over by a pair of named barriers (full / empty).
+//  * blocks go out longest sequence first once there are many sequences (a long sequence's
+//    blocks started in a later wave would finish last).
 // Blocks never wait on one another, and nothing is written outside output and new_state (no
 // workspace: concurrent calls share nothing).
 #include <cuda_bf16.h>
@@ -30,14 +34,39 @@
 
 namespace gdn {
 
-constexpr int kK = 128, kV = 128, kHeads = 8, kQkHeads = 4, kC = 16;
+#ifndef GDN_CHUNK
+#define GDN_CHUNK 16  // tokens per chunk: 16 or 32 (32 measured 1.6-2.8x slower on an H200)
+#endif
+constexpr int kK = 128, kV = 128, kHeads = 8, kQkHeads = 4, kC = GDN_CHUNK;
+static_assert(kC == 16 || kC == 32, "chunks of 16 or 32 tokens");
+// A chunk's tokens as m16n8 tiles: kTT tiles of 8 as the n index, kTK steps of 16 as the k
+// index (or, for the prepare warp's C x C matrices, row tiles of 16).
+constexpr int kTT = kC / 8, kTK = kC / 16;
 #ifndef GDN_WARPS
 #define GDN_WARPS 2  // walk warps per block (benchmarks/gdn_prefill_cuda_variants.py builds others)
 #endif
 constexpr int kWarps = GDN_WARPS, kRows = 16 * kWarps;  // state rows per block
-constexpr int kThreads = 32 * (kWarps + 1);              // the walk warps, then the prepare warp
-constexpr int kStages = 3;
-constexpr int kGates = 48;  // exp(G) [16], exp(G_l - G) [16], exp(G_l), padding
+#ifndef GDN_PREP_WARPS
+#define GDN_PREP_WARPS 2  // prepare warps, taking chunks in turn
+#endif
+constexpr int kPrep = GDN_PREP_WARPS;
+constexpr int kThreads = 32 * (kWarps + kPrep);  // the walk warps, then the prepare warps
+// Each prepare warp has its next chunk's copies in flight while it prepares one, and issues
+// the copies of the one after as soon as it has handed a chunk over; the chunk being walked
+// and those 2 kPrep chunks each need a stage.
+constexpr int kStages = 2 * kPrep + 1;
+#ifndef GDN_RANK_FROM_SEQS
+#define GDN_RANK_FROM_SEQS 8  // sequences from which blocks go out longest first
+#endif
+// Experiments (benchmarks/gdn_prefill_cuda_variants.py): state operands as bf16 alone, without
+// the lo half, in S k^T and S q^T (GDN_S_ONE_PASS) and in the update's u k (GDN_U_ONE_PASS).
+#ifndef GDN_S_ONE_PASS
+#define GDN_S_ONE_PASS 0
+#endif
+#ifndef GDN_U_ONE_PASS
+#define GDN_U_ONE_PASS 0
+#endif
+constexpr int kGates = 3 * kC;  // exp(G) [C], exp(G_l - G) [C], exp(G_l), padding
 constexpr int kPad = 8;     // bf16 of padding per shared row: conflict-free ldmatrix
 
 struct Stage {
@@ -70,12 +99,20 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Two m16n8 accumulator tiles (columns 0-7, 8-15) as the hi and lo A operands of k = 16.
-__device__ __forceinline__ void to_operand(const float (&x)[2][4], uint32_t (&hi)[4], uint32_t (&lo)[4]) {
-  split(x[0][0], x[0][1], hi[0], lo[0]);
-  split(x[0][2], x[0][3], hi[1], lo[1]);
-  split(x[1][0], x[1][1], hi[2], lo[2]);
-  split(x[1][2], x[1][3], hi[3], lo[3]);
+// Two m16n8 accumulator tiles (columns 0-7 in x0, 8-15 in x1) as the hi and lo A operands
+// of k = 16.
+__device__ __forceinline__ void to_operand(const float (&x0)[4], const float (&x1)[4], uint32_t (&hi)[4],
+                                           uint32_t (&lo)[4]) {
+  split(x0[0], x0[1], hi[0], lo[0]);
+  split(x0[2], x0[3], hi[1], lo[1]);
+  split(x1[0], x1[1], hi[2], lo[2]);
+  split(x1[2], x1[3], hi[3], lo[3]);
+}
+
+// A chunk's worth of m16n8 tiles [16 rows x C] as A operands, per k-step of 16 tokens.
+__device__ __forceinline__ void to_operands(const float (&x)[kTT][4], uint32_t (&hi)[kTK][4], uint32_t (&lo)[kTK][4]) {
+#pragma unroll
+  for (int kt = 0; kt < kTK; ++kt) to_operand(x[2 * kt], x[2 * kt + 1], hi[kt], lo[kt]);
 }
 
 __device__ __forceinline__ unsigned smem_address(const void* p) {
@@ -100,6 +137,30 @@ __device__ __forceinline__ void ldsm(uint32_t (&r)[4], const __nv_bfloat16* p, i
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(at));
 }
 
+// d += x y^T for a lower-triangular C x C matrix y (Tb or M) in shared memory as bf16 hi and lo
+// halves, and x [16 rows x C] as A operands per k-step of 16 (hi and lo): fp32 x fp32 as
+// hi hi + lo hi + hi lo. y's 16 x 16 blocks above the diagonal are zero and skipped.
+using OpMatrix = __nv_bfloat16[kC][kC + kPad];
+__device__ __forceinline__ void times_lower_t(float (&d)[kTT][4], const uint32_t (&x_hi)[kTK][4],
+                                              const uint32_t (&x_lo)[kTK][4], const OpMatrix& y_hi,
+                                              const OpMatrix& y_lo, int lane) {
+#pragma unroll
+  for (int mi = 0; mi < kTK; ++mi)  // output tokens 16 mi ..
+#pragma unroll
+    for (int kt = 0; kt <= mi; ++kt) {  // input tokens 16 kt ..
+      uint32_t hi[4], lo[4];
+      ldsm<false>(hi, &y_hi[mi * 16][kt * 16], kC + kPad, lane);
+      ldsm<false>(lo, &y_lo[mi * 16][kt * 16], kC + kPad, lane);
+#pragma unroll
+      for (int n2 = 0; n2 < 2; ++n2) {
+        float (&acc)[4] = d[2 * mi + n2];
+        mma(acc, x_hi[kt], hi[n2], hi[n2 + 2]);
+        mma(acc, x_lo[kt], hi[n2], hi[n2 + 2]);
+        mma(acc, x_hi[kt], lo[n2], lo[n2 + 2]);
+      }
+    }
+}
+
 __device__ __forceinline__ void copy16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(dst)), "l"(src),
                "r"(valid ? 16 : 0));
@@ -112,9 +173,16 @@ __device__ __forceinline__ void copies_commit() { asm volatile("cp.async.commit_
 // All but the most recent group have landed (this thread's copies).
 __device__ __forceinline__ void copies_wait_all_but_last() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
-// The block barrier between the two roles, reached from their two code paths (a named
-// barrier with an explicit count is defined for that; __syncthreads is not).
-__device__ __forceinline__ void block_barrier() { asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory"); }
+// Stage s is handed over through two named barriers, each between the walk warps and the one
+// prepare warp filling s: full(s) (the prepare warp arrives when s holds a prepared chunk, the
+// walkers wait) and empty(s) (the walkers arrive when done with it, the prepare warp waits
+// before refilling it). Barrier 0 is __syncthreads'.
+constexpr int kHandover = 32 * (kWarps + 1);  // threads per handover
+__device__ __forceinline__ int full_barrier(int s) { return 1 + s; }
+__device__ __forceinline__ int empty_barrier(int s) { return 1 + kStages + s; }
+static_assert(1 + 2 * kStages <= 16, "16 named barriers");
+__device__ __forceinline__ void barrier_wait(int id) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kHandover) : "memory"); }
+__device__ __forceinline__ void barrier_arrive(int id) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kHandover) : "memory"); }
 
 // The prepare warp's per-block state: this head's gate constants and a scratch for A.
 struct Prep {
@@ -142,10 +210,11 @@ __device__ __forceinline__ void load_chunk(const Prep& P, int c, Stage& st, int 
     const bool valid = tok0 + r < P.eos;
     copy16(&st.v[r][p * 8], P.v + ((valid ? tok0 + r : tok0) * kHeads + P.h) * kV + P.block_row + p * 8, valid);
   }
-  {  // lanes 0-15: a, 16-31: b; 4 bytes hold this head and its even / odd neighbour
-    const int r = lane % kC;
+#pragma unroll
+  for (int n = 0; n < 2 * kC / 32; ++n) {  // a, then b; 4 bytes hold this head and its even / odd neighbour
+    const int i = lane + 32 * n, r = i % kC;
     const bool valid = tok0 + r < P.eos;
-    copy4(&st.raw_gates[lane / kC][r], (lane < kC ? P.a : P.b) + (valid ? tok0 + r : tok0) * kHeads + (P.h & ~1), valid);
+    copy4(&st.raw_gates[i / kC][r], (i < kC ? P.a : P.b) + (valid ? tok0 + r : tok0) * kHeads + (P.h & ~1), valid);
   }
   copies_commit();
 }
@@ -168,41 +237,54 @@ __device__ __forceinline__ void prepare_chunk(const Prep& P, int c, Stage& st, f
     if (lane >= d) G += up;
   }
   const float G_last = __shfl_sync(0xffffffffu, G, kC - 1);
-  // k k^T and q k^T [16 x 16] on the tensor cores (bf16 products are exact).
-  float kk[2][4] = {}, qk[2][4] = {};
+  // k k^T and q k^T [C x C] on the tensor cores (bf16 products are exact): row tile mt
+  // (tokens 16 mt ..), column tile nt (tokens 8 nt ..); tiles above the diagonal are skipped.
+  float kk[kTK][kTT][4] = {}, qk[kTK][kTT][4] = {};
 #pragma unroll
   for (int ks = 0; ks < kK / 16; ++ks) {
-    uint32_t kr[4], qr[4];
-    ldsm<false>(kr, &st.k[0][ks * 16], kK + kPad, lane);
-    ldsm<false>(qr, &st.q[0][ks * 16], kK + kPad, lane);
-    mma(kk[0], kr, kr[0], kr[2]);
-    mma(kk[1], kr, kr[1], kr[3]);
-    mma(qk[0], qr, kr[0], kr[2]);
-    mma(qk[1], qr, kr[1], kr[3]);
+    uint32_t kr[kTK][4], qr[kTK][4];
+#pragma unroll
+    for (int mt = 0; mt < kTK; ++mt) {
+      ldsm<false>(kr[mt], &st.k[mt * 16][ks * 16], kK + kPad, lane);
+      ldsm<false>(qr[mt], &st.q[mt * 16][ks * 16], kK + kPad, lane);
+    }
+#pragma unroll
+    for (int mt = 0; mt < kTK; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kTT; ++nt) {
+        if (nt * 8 > mt * 16 + 15) continue;
+        const uint32_t(&b)[4] = kr[nt / 2];
+        mma(kk[mt][nt], kr[mt], b[nt % 2], b[nt % 2 + 2]);
+        mma(qk[mt][nt], qr[mt], b[nt % 2], b[nt % 2 + 2]);
+      }
   }
   // A (strictly lower, to shared memory) and M (lower, hi + lo into the stage); element e of
-  // tile nt is (i, j) = (g + 8 (e / 2), 8 nt + 2t + e % 2).
-  const float G_i[2] = {__shfl_sync(0xffffffffu, G, g), __shfl_sync(0xffffffffu, G, g + 8)};
-  const float beta_i[2] = {__shfl_sync(0xffffffffu, beta, g), __shfl_sync(0xffffffffu, beta, g + 8)};
+  // tile (mt, nt) is (i, j) = (16 mt + g + 8 (e / 2), 8 nt + 2t + e % 2).
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    float G_j[2];
-    G_j[0] = __shfl_sync(0xffffffffu, G, nt * 8 + 2 * t);
-    G_j[1] = __shfl_sync(0xffffffffu, G, nt * 8 + 2 * t + 1);
+  for (int mt = 0; mt < kTK; ++mt) {
+    const float G_i[2] = {__shfl_sync(0xffffffffu, G, mt * 16 + g), __shfl_sync(0xffffffffu, G, mt * 16 + g + 8)};
+    const float beta_i[2] = {__shfl_sync(0xffffffffu, beta, mt * 16 + g),
+                             __shfl_sync(0xffffffffu, beta, mt * 16 + g + 8)};
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = g + 8 * half, j = nt * 8 + 2 * t;
-      float m[2];
+    for (int nt = 0; nt < kTT; ++nt) {
+      float G_j[2];
+      G_j[0] = __shfl_sync(0xffffffffu, G, nt * 8 + 2 * t);
+      G_j[1] = __shfl_sync(0xffffffffu, G, nt * 8 + 2 * t + 1);
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float decay = expf(G_i[half] - G_j[e]);
-        A_s[i][j + e] = j + e < i ? beta_i[half] * kk[nt][2 * half + e] * decay : 0.f;
-        m[e] = j + e <= i ? qk[nt][2 * half + e] * decay : 0.f;
+      for (int half = 0; half < 2; ++half) {
+        const int i = mt * 16 + g + 8 * half, j = nt * 8 + 2 * t;
+        float m[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float decay = expf(G_i[half] - G_j[e]);
+          A_s[i][j + e] = j + e < i ? beta_i[half] * kk[mt][nt][2 * half + e] * decay : 0.f;
+          m[e] = j + e <= i ? qk[mt][nt][2 * half + e] * decay : 0.f;
+        }
+        uint32_t hi, lo;
+        split(m[0], m[1], hi, lo);
+        *reinterpret_cast<uint32_t*>(&st.ops[2][i][j]) = hi;
+        *reinterpret_cast<uint32_t*>(&st.ops[3][i][j]) = lo;
       }
-      uint32_t hi, lo;
-      split(m[0], m[1], hi, lo);
-      *reinterpret_cast<uint32_t*>(&st.ops[2][i][j]) = hi;
-      *reinterpret_cast<uint32_t*>(&st.ops[3][i][j]) = lo;
     }
   }
   __syncwarp();
@@ -225,10 +307,28 @@ __device__ __forceinline__ void prepare_chunk(const Prep& P, int c, Stage& st, f
     }
     st.gates[lane] = expf(G);
     st.gates[kC + lane] = expf(G_last - G);
-  } else {
-    st.gates[2 * kC + (lane - kC)] = lane == kC ? expf(G_last) : 0.f;  // [32] = exp(G_l), then zeros
   }
+  if (lane == 0) st.gates[2 * kC] = expf(G_last);
   __syncwarp();  // A_s is rewritten by the next chunk
+}
+
+// Blocks go out in grid order, sequence by sequence (blockIdx.y); once there are more than fit
+// on the GPU at a time, a long sequence's blocks started late would finish last. With
+// longest_first, blockIdx.y = r takes the r-th longest sequence (ties by index), so the
+// longest start first. Each block ranks the sequences itself: no other kernel, no host sync.
+constexpr int kMaxRanked = 256;
+__device__ __forceinline__ int sequence_of_rank(const int64_t* __restrict__ cu, int num_seqs, int rank, int tid) {
+  __shared__ int64_t length[kMaxRanked];
+  __shared__ int found;
+  for (int i = tid; i < num_seqs; i += kThreads) length[i] = cu[i + 1] - cu[i];
+  __syncthreads();
+  for (int i = tid; i < num_seqs; i += kThreads) {
+    int above = 0;
+    for (int j = 0; j < num_seqs; ++j) above += length[j] > length[i] || (length[j] == length[i] && j < i);
+    if (above == rank) found = i;
+  }
+  __syncthreads();
+  return found;
 }
 
 __global__ void __launch_bounds__(kThreads) prefill_kernel(
@@ -237,33 +337,35 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
     const float* __restrict__ A_log, const __nv_bfloat16* __restrict__ a,
     const float* __restrict__ dt_bias, const __nv_bfloat16* __restrict__ b,
     const int64_t* __restrict__ cu, __nv_bfloat16* __restrict__ output,
-    float* __restrict__ new_state, float scale) {
+    float* __restrict__ new_state, float scale, int num_seqs, bool longest_first) {
   extern __shared__ __align__(16) unsigned char smem[];
   Stage* stages = reinterpret_cast<Stage*>(smem);
-  __shared__ float A_s[kC][kC];
-  const int seq = blockIdx.x, h = blockIdx.y, block_row = blockIdx.z * kRows;
+  __shared__ float A_s[kPrep][kC][kC];  // each prepare warp's scratch
+  const int h = blockIdx.x / (kV / kRows), block_row = blockIdx.x % (kV / kRows) * kRows;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int seq = longest_first ? sequence_of_rank(cu, num_seqs, blockIdx.y, tid) : blockIdx.y;
   const int64_t bos = cu[seq], eos = cu[seq + 1];
   const int num_chunks = static_cast<int>((eos - bos + kC - 1) / kC);
   const size_t state_at = (static_cast<size_t>(seq) * kHeads + h) * kV * kK;
 
-  if (warp == kWarps) {  // ---- the prepare warp ----
+  if (warp >= kWarps) {  // ---- prepare warp p: chunks p, p + kPrep, ... ----
+    const int p = warp - kWarps;
     const Prep P{q, k, v, a, b, expf(A_log[h]), dt_bias[h], h / (kHeads / kQkHeads), h, block_row, bos, eos};
-    if (num_chunks > 0) load_chunk(P, 0, stages[0], lane);
-    if (num_chunks > 1) load_chunk(P, 1, stages[1], lane); else copies_commit();
-    if (num_chunks > 0) {
-      copies_wait_all_but_last();
+    for (int c = p; c < p + 2 * kPrep; c += kPrep)  // its first two chunks: stages not used yet
+      if (c < num_chunks) load_chunk(P, c, stages[c], lane); else copies_commit();
+    for (int c = p; c < num_chunks; c += kPrep) {
+      copies_wait_all_but_last();  // chunk c's copies (chunk c + kPrep's may be in flight)
       __syncwarp();
-      prepare_chunk(P, 0, stages[0], A_s, lane);
-    }
-    for (int c = 0; c < num_chunks; ++c) {
-      block_barrier();  // stage c is ready; the walkers are done with stage c - 1 = c + 2
-      if (c + 2 < num_chunks) load_chunk(P, c + 2, stages[(c + 2) % kStages], lane);
-      else copies_commit();
-      if (c + 1 < num_chunks) {
-        copies_wait_all_but_last();  // chunk c + 1's copies
-        __syncwarp();
-        prepare_chunk(P, c + 1, stages[(c + 1) % kStages], A_s, lane);
+      prepare_chunk(P, c, stages[c % kStages], A_s[p], lane);
+      barrier_arrive(full_barrier(c % kStages));
+      // Chunk c + 2 kPrep's copies, into the stage of chunk c - 1 once the walkers are done
+      // with it (by then they are on chunk c, handed over just now or before).
+      const int next = c + 2 * kPrep;
+      if (next < num_chunks) {
+        if (next >= kStages) barrier_wait(empty_barrier(next % kStages));
+        load_chunk(P, next, stages[next % kStages], lane);
+      } else {
+        copies_commit();
       }
     }
     return;
@@ -283,7 +385,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
     S[nt][0] = top.x; S[nt][1] = top.y; S[nt][2] = bottom.x; S[nt][3] = bottom.y;
   }
   for (int c = 0; c < num_chunks; ++c) {
-    block_barrier();
+    barrier_wait(full_barrier(c % kStages));
     const Stage& st = stages[c % kStages];
     // S as A operands (hi and lo halves), k-step ks = columns 16 ks .. 16 ks + 15.
     uint32_t s_hi[8][4], s_lo[8][4];
@@ -294,68 +396,68 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
       split(S[2 * ks + 1][0], S[2 * ks + 1][1], s_hi[ks][2], s_lo[ks][2]);
       split(S[2 * ks + 1][2], S[2 * ks + 1][3], s_hi[ks][3], s_lo[ks][3]);
     }
-    // S k^T and S q^T [16 rows x 16 tokens]; hi and lo in separate accumulators (two
-    // independent chains of 8 instead of one of 16).
-    float sk[2][4] = {}, sk_lo[2][4] = {}, sq[2][4] = {}, sq_lo[2][4] = {};
+    // S k^T and S q^T [16 rows x C tokens]. With C = 16, hi and lo go to separate
+    // accumulators (two independent chains of 8 instead of one of 16); with C = 32 there
+    // are enough tiles for independent chains, and the registers are short.
+    constexpr bool kLoApart = kC == 16;
+    float sk[kTT][4] = {}, sk_lo[kTT][4] = {}, sq[kTT][4] = {}, sq_lo[kTT][4] = {};
 #pragma unroll
     for (int ks = 0; ks < 8; ++ks) {
-      uint32_t kr[4], qr[4];
-      ldsm<false>(kr, &st.k[0][ks * 16], kK + kPad, lane);
-      ldsm<false>(qr, &st.q[0][ks * 16], kK + kPad, lane);
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        mma(sk[nt], s_hi[ks], kr[nt], kr[nt + 2]);
-        mma(sk_lo[nt], s_lo[ks], kr[nt], kr[nt + 2]);
-        mma(sq[nt], s_hi[ks], qr[nt], qr[nt + 2]);
-        mma(sq_lo[nt], s_lo[ks], qr[nt], qr[nt + 2]);
+      for (int mt = 0; mt < kTK; ++mt) {  // tokens 16 mt .. 16 mt + 15
+        uint32_t kr[4], qr[4];
+        ldsm<false>(kr, &st.k[mt * 16][ks * 16], kK + kPad, lane);
+        ldsm<false>(qr, &st.q[mt * 16][ks * 16], kK + kPad, lane);
+#pragma unroll
+        for (int n2 = 0; n2 < 2; ++n2) {
+          const int nt = 2 * mt + n2;
+          mma(sk[nt], s_hi[ks], kr[n2], kr[n2 + 2]);
+          mma(sq[nt], s_hi[ks], qr[n2], qr[n2 + 2]);
+          if (!GDN_S_ONE_PASS) {
+            mma(kLoApart ? sk_lo[nt] : sk[nt], s_lo[ks], kr[n2], kr[n2 + 2]);
+            mma(kLoApart ? sq_lo[nt] : sq[nt], s_lo[ks], qr[n2], qr[n2 + 2]);
+          }
+        }
       }
     }
     // rhs = v^T - (S k^T) diag(exp G); element e of tile nt: row g + 8 (e / 2), token
     // 8 nt + 2t + e % 2. v^T's fragments come transposed out of shared memory: register
-    // nt + 2 half holds rows g + 8 half, tokens 8 nt + 2t, +1.
-    uint32_t vt[4];
-    ldsm<true>(vt, &st.v[0][warp * 16], kRows + kPad, lane);
-    float rhs[2][4], eG[2][2];
+    // n2 + 2 half of token tile pair mt holds rows g + 8 half, tokens 16 mt + 8 n2 + 2t, +1.
+    float rhs[kTT][4], eG[kTT][2];
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const float2 e2 = *reinterpret_cast<const float2*>(&st.gates[nt * 8 + 2 * t]);
-      eG[nt][0] = e2.x, eG[nt][1] = e2.y;
+    for (int mt = 0; mt < kTK; ++mt) {
+      uint32_t vt[4];
+      ldsm<true>(vt, &st.v[mt * 16][warp * 16], kRows + kPad, lane);
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const float2 vv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vt[nt + 2 * half]));
-        rhs[nt][2 * half] = vv.x - (sk[nt][2 * half] + sk_lo[nt][2 * half]) * eG[nt][0];
-        rhs[nt][2 * half + 1] = vv.y - (sk[nt][2 * half + 1] + sk_lo[nt][2 * half + 1]) * eG[nt][1];
+      for (int n2 = 0; n2 < 2; ++n2) {
+        const int nt = 2 * mt + n2;
+        const float2 e2 = *reinterpret_cast<const float2*>(&st.gates[nt * 8 + 2 * t]);
+        eG[nt][0] = e2.x, eG[nt][1] = e2.y;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const float2 vv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vt[n2 + 2 * half]));
+          rhs[nt][2 * half] = vv.x - (sk[nt][2 * half] + sk_lo[nt][2 * half]) * eG[nt][0];
+          rhs[nt][2 * half + 1] = vv.y - (sk[nt][2 * half + 1] + sk_lo[nt][2 * half + 1]) * eG[nt][1];
+        }
       }
     }
-    // u^T = rhs Tb^T, fp32 x fp32 as hi hi + lo hi + hi lo.
-    uint32_t r_hi[4], r_lo[4], tb_hi[4], tb_lo[4];
-    to_operand(rhs, r_hi, r_lo);
-    ldsm<false>(tb_hi, &st.ops[0][0][0], kC + kPad, lane);
-    ldsm<false>(tb_lo, &st.ops[1][0][0], kC + kPad, lane);
-    float u[2][4] = {};
-#pragma unroll
-    for (int ni = 0; ni < 2; ++ni) {
-      mma(u[ni], r_hi, tb_hi[ni], tb_hi[ni + 2]);
-      mma(u[ni], r_lo, tb_hi[ni], tb_hi[ni + 2]);
-      mma(u[ni], r_hi, tb_lo[ni], tb_lo[ni + 2]);
-    }
-    uint32_t u_hi[4], u_lo[4], m_hi[4], m_lo[4];
-    to_operand(u, u_hi, u_lo);
-    ldsm<false>(m_hi, &st.ops[2][0][0], kC + kPad, lane);
-    ldsm<false>(m_lo, &st.ops[3][0][0], kC + kPad, lane);
+    // u^T = rhs Tb^T.
+    uint32_t r_hi[kTK][4], r_lo[kTK][4];
+    to_operands(rhs, r_hi, r_lo);
+    float u[kTT][4] = {};
+    times_lower_t(u, r_hi, r_lo, st.ops[0], st.ops[1], lane);
+    uint32_t u_hi[kTK][4], u_lo[kTK][4];
+    to_operands(u, u_hi, u_lo);
     // o^T = scale ((S q^T) diag(exp G) + u^T M^T), stored for the chunk's real tokens.
-    float o[2][4];
+    float o[kTT][4];
 #pragma unroll
-    for (int ni = 0; ni < 2; ++ni) {
+    for (int ni = 0; ni < kTT; ++ni)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[ni][e] = (sq[ni][e] + sq_lo[ni][e]) * eG[ni][e & 1];
-      mma(o[ni], u_hi, m_hi[ni], m_hi[ni + 2]);
-      mma(o[ni], u_lo, m_hi[ni], m_hi[ni + 2]);
-      mma(o[ni], u_hi, m_lo[ni], m_lo[ni + 2]);
-    }
+    times_lower_t(o, u_hi, u_lo, st.ops[2], st.ops[3], lane);
     const int64_t tok0 = bos + static_cast<int64_t>(c) * kC;
 #pragma unroll
-    for (int ni = 0; ni < 2; ++ni)
+    for (int ni = 0; ni < kTT; ++ni)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t tok = tok0 + ni * 8 + 2 * t + (e & 1);
@@ -365,28 +467,36 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
     // S <- exp(G_l) S + (u^T diag(exp(G_l - G))) k; k's fragments transposed out of shared
     // memory, two column tiles per ldmatrix.
     const float eLast = st.gates[2 * kC];
-    float up[2][4];
+    float up[kTT][4];
 #pragma unroll
-    for (int ni = 0; ni < 2; ++ni) {
+    for (int ni = 0; ni < kTT; ++ni) {
       const float2 tail = *reinterpret_cast<const float2*>(&st.gates[kC + ni * 8 + 2 * t]);
 #pragma unroll
       for (int e = 0; e < 4; ++e) up[ni][e] = u[ni][e] * ((e & 1) ? tail.y : tail.x);
     }
-    uint32_t p_hi[4], p_lo[4];
-    to_operand(up, p_hi, p_lo);
+    uint32_t p_hi[kTK][4], p_lo[kTK][4];
+    to_operands(up, p_hi, p_lo);
 #pragma unroll
     for (int pair = 0; pair < 8; ++pair) {
-      uint32_t kt[4];
-      ldsm<true>(kt, &st.k[0][pair * 16], kK + kPad, lane);
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float (&s)[4] = S[2 * pair + half];
+      for (int half = 0; half < 2; ++half)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) s[e] *= eLast;
-        mma(s, p_hi, kt[2 * half], kt[2 * half + 1]);
-        mma(s, p_lo, kt[2 * half], kt[2 * half + 1]);
+        for (int e = 0; e < 4; ++e) S[2 * pair + half][e] *= eLast;
+#pragma unroll
+      for (int kt = 0; kt < kTK; ++kt) {
+        uint32_t kt4[4];
+        ldsm<true>(kt4, &st.k[kt * 16][pair * 16], kK + kPad, lane);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          float (&s)[4] = S[2 * pair + half];
+          mma(s, p_hi[kt], kt4[2 * half], kt4[2 * half + 1]);
+          if (!GDN_U_ONE_PASS) mma(s, p_lo[kt], kt4[2 * half], kt4[2 * half + 1]);
+        }
       }
     }
+    // Done with the stage: its prepare warp may refill it (it waits only if a chunk is left
+    // for this stage, so every arrival is matched).
+    if (c + kStages < num_chunks) barrier_arrive(empty_barrier(c % kStages));
   }
   // An empty sequence's new state is zero, as in the contest's reference.
   const bool empty = num_chunks == 0;
@@ -402,6 +512,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
 
 #include <torch/extension.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> state,
@@ -409,13 +520,20 @@ void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<tor
             torch::Tensor cu_seqlens, double scale, torch::Tensor output, torch::Tensor new_state) {
   const int num_seqs = static_cast<int>(cu_seqlens.size(0)) - 1;
   if (num_seqs <= 0) return;
+  const c10::cuda::CUDAGuard on_inputs_device(q.device());  // its stream, its shared-memory opt-in
   auto bf16 = [](const torch::Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr<at::BFloat16>()); };
   const float s = scale == 0.0 ? 1.f / sqrtf(static_cast<float>(gdn::kK)) : static_cast<float>(scale);
-  gdn::prefill_kernel<<<dim3(num_seqs, gdn::kHeads, gdn::kV / gdn::kRows), gdn::kThreads,
-                        gdn::kStages * sizeof(gdn::Stage), c10::cuda::getCurrentCUDAStream()>>>(
+  constexpr size_t smem = gdn::kStages * sizeof(gdn::Stage);
+  if (smem + sizeof(float) * gdn::kC * gdn::kC > 48 * 1024)  // five stages: opt in, on this device
+    C10_CUDA_CHECK(cudaFuncSetAttribute(gdn::prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  // Few sequences all fit on the GPU at once: their order does not matter, ranking would cost.
+  const bool longest_first = num_seqs >= GDN_RANK_FROM_SEQS && num_seqs <= gdn::kMaxRanked;
+  gdn::prefill_kernel<<<dim3(gdn::kHeads * (gdn::kV / gdn::kRows), num_seqs), gdn::kThreads, smem,
+                        c10::cuda::getCurrentCUDAStream()>>>(
       bf16(q), bf16(k), bf16(v), state.has_value() ? state->data_ptr<float>() : nullptr,
       A_log.data_ptr<float>(), bf16(a), dt_bias.data_ptr<float>(), bf16(b), cu_seqlens.data_ptr<int64_t>(),
-      reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()), new_state.data_ptr<float>(), s);
+      reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()), new_state.data_ptr<float>(), s, num_seqs, longest_first);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
