@@ -273,13 +273,15 @@ def cmd_bench(args) -> int:
     from fibkit import report
 
     specs = _chosen_specs(args)
-    _need_gpu("bench", args.gpus)
     for name in ("warmup", "iters"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
             raise UsageError(f"--{name} must be at least {0 if name == 'warmup' else 1}, got {value}")
+    chosen_peers = _chosen_peers(args, specs)
+    _need_gpu("bench", args.gpus)
     out_root = _writable_dir(args.results, "--results")
-    opts = _options(args, warmup=args.warmup, iters=args.iters, peers=not args.no_peers)
+    opts = _options(args, warmup=args.warmup, iters=args.iters, peers=not args.no_peers,
+                    peer_names=chosen_peers, reference_timing=not args.no_reference_timing)
     results = _run(specs, opts, args.gpus)
     folder = report.results_dir(out_root, results[0])
     for res in results:
@@ -290,6 +292,23 @@ def cmd_bench(args) -> int:
     print(f"\nresults and report in {md.parent}")
     print("\n".join(report.summary_line(r) for r in results))
     return _exit_code(specs, results, args, opts)
+
+
+def _chosen_peers(args, specs):
+    """--peers as a tuple of names, each one of a chosen definition's peers; None: all."""
+    if args.peers is None:
+        return None
+    from fibkit.evaluate.peers import peer_names
+
+    if args.no_peers:
+        raise UsageError("--peers and --no-peers exclude each other")
+    names = tuple(n.strip() for n in args.peers.split(",") if n.strip())
+    known = {n for spec in specs for n in peer_names(spec, args.solution is not None, args.variant)}
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise UsageError(f"--peers: {', '.join(unknown) or 'no name'} is not a peer of "
+                         f"{', '.join(s.alias for s in specs)}; choose from {', '.join(sorted(known))}")
+    return names
 
 
 def _exit_code(specs, results, args, opts) -> int:
@@ -466,6 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iters", type=int, metavar="N",
                     help="timed iterations per trial (default: the contest's, 50; 5 for gdn_prefill)")
     sp.add_argument("--no-peers", action="store_true", help="time only the solution and the reference")
+    sp.add_argument("--peers", metavar="NAME[,NAME]",
+                    help="time only these peers (e.g. flashinfer-kernel,fla; default: all)")
+    sp.add_argument("--no-reference-timing", action="store_true",
+                    help="judge against the reference without timing it (no score vs the "
+                         "reference; gdn_prefill's reference takes seconds a call at 8192 tokens)")
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("pack", help="pack a solution into solution.json",

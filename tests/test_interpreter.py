@@ -134,3 +134,14 @@ def test_interpret_after_triton_was_imported_for_the_gpu(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     r = subprocess.run([sys.executable, str(probe)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_two_interpreted_checks_in_one_process():
+    """Each `check --interpret` puts triton.language back as it found it, including the globals
+    the interpreter copies into triton.language.standard when it first rewrites tl.sum: the
+    second check in a process used to fail there (NameError: interpreter_semantic)."""
+    from fibkit.cli import main
+
+    for _ in range(2):
+        assert main(["check", "gdn_decode", "--interpret", "--variant", "triton", "--smallest", "1",
+                     "--no-cache"]) == 0

@@ -92,6 +92,9 @@ def test_cli_errors(tmp_path, capsys):
     assert "not writable" in one_error_line(capsys, ["dataset", "gdn_decode", "--out", str(a_file / "d")])
     assert "not writable" in one_error_line(
         capsys, ["check", "gdn_decode", "--interpret", "--out", str(a_file / "d")])
+    assert "nope is not a peer of gdn_prefill; choose from fla, flashinfer, flashinfer-kernel, torch" in \
+        one_error_line(capsys, ["bench", "gdn_prefill", "--peers", "fla,nope"])
+    assert "exclude each other" in one_error_line(capsys, ["bench", "gdn_decode", "--peers", "fla", "--no-peers"])
     with pytest.raises(SystemExit):
         main(["bench", "--no-such-flag"])
 

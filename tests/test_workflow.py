@@ -203,6 +203,18 @@ def test_cuda_template_checks_and_benches_on_the_gpu(tmp_path, binding):
 
 
 @pytest.mark.gpu
+def test_bench_times_only_the_chosen_peers_and_can_leave_the_reference_untimed(tmp_path):
+    folder = decode_template(tmp_path)
+    out = tmp_path / "results"
+    assert main(["bench", "--solution", str(folder), "--quick", "--limit", "1", "--results", str(out),
+                 "--peers", "fibkit", "--no-reference-timing"]) == 0
+    [result] = out.glob("*/*/gdn_decode_qk4_v8_d128_k_last.json")
+    [row] = json.loads(result.read_text())["workloads"]
+    assert row["latency_us"] > 0 and list(row["peers"]) == ["fibkit"]
+    assert "reference_latency_us" not in row and "speedup_vs_reference" not in row
+
+
+@pytest.mark.gpu
 def test_bench_solution_puts_yours_fibkit_and_peers_in_one_report(tmp_path):
     folder = decode_template(tmp_path)
     out = tmp_path / "results"

@@ -29,6 +29,7 @@ def interpreting():
     import sys
 
     from flashinfer_bench.compile import BuilderRegistry
+    from triton.runtime.interpreter import InterpretedFunction
 
     def built(name: str) -> bool:
         return name.startswith(("fib_python_", "fib_triton_"))
@@ -38,6 +39,11 @@ def interpreting():
     saved, registry._cache = registry._cache, {}
     saved_modules = {m: sys.modules.pop(m) for m in [m for m in sys.modules if built(m)]}
     language = _language_snapshot()
+    # The interpreter rewrites each @jit function once per process (a class-wide cache) and, the
+    # first time, copies its own globals (interpreter_semantic, ...) into the function's module;
+    # _restore takes those out again, so the functions first rewritten inside the block must be
+    # rewritten again next time (else: NameError: interpreter_semantic in triton.language).
+    rewritten = dict(InterpretedFunction.rewritten_fn)
     enable()
     _interpret_language()
     try:
@@ -47,6 +53,8 @@ def interpreting():
         # that Triton 3.6's interpreter patches in place on every interpreted call and never
         # restores (a kernel compiled for the GPU afterwards would fail at its first tl.*).
         _restore(language)
+        InterpretedFunction.rewritten_fn.clear()
+        InterpretedFunction.rewritten_fn.update(rewritten)
         # Drop the interpreted builds without their cleaners: those delete build folders on
         # disk that another process may be importing from the same cache path.
         registry._cache = saved

@@ -128,17 +128,25 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
     peers: List[Contender] = []
     if not (opts.peers and opts.timing):
         return main, peers
-    if opts.solution is not None:
-        peers.append(solution_contender("fibkit", pack(spec.solution_dir()), definition))
-    for name in spec.peers:
-        if name == "torch":
-            if variant != "baseline":
-                peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
+    for name in peer_names(spec, opts.solution is not None, variant):
+        if opts.peer_names is not None and name not in opts.peer_names:
+            continue
+        if name == "fibkit":
+            peers.append(solution_contender("fibkit", pack(spec.solution_dir()), definition))
+        elif name == "torch":
+            peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
         else:
             peer = external_peer(name, spec.name)
             if peer is not None:
                 peers.append(peer)
     return main, peers
+
+
+def peer_names(spec, user_solution: bool, variant: Optional[str] = None) -> List[str]:
+    """The peers timed beside a definition's solution, in table order: fibkit's own solution
+    beside a user's, the torch baseline (unless it is the one under test), the libraries."""
+    return ((["fibkit"] if user_solution else [])
+            + [n for n in spec.peers if not (n == "torch" and variant == "baseline")])
 
 
 _PREFILL = "gdn_prefill_qk4_v8_d128_k_last"
