@@ -258,3 +258,25 @@ def test_flashinfer_peer_absent_without_a_hopper_gpu():
         pytest.skip("a Hopper GPU is here: the peer is available")
     for name in ("flashinfer", "flashinfer-kernel"):
         assert external_peer(name, "gdn_prefill_qk4_v8_d128_k_last") is None
+
+
+def test_peers_in_table_order_and_only_the_chosen_ones(tmp_path):
+    from fibkit.evaluate.peers import contenders, external_peer, peer_names
+    from fibkit.evaluate.runner import RunOptions
+    from fibkit.templates import write_template
+
+    definition = catalog.load_definition(DECODE.name)
+    libraries = [n for n in DECODE.peers if n != "torch" and external_peer(n, DECODE.name)]
+
+    def names(**kw):
+        main, peers = contenders(DECODE, definition, RunOptions(device="cpu", **kw))
+        return main.name, [p.name for p in peers]
+
+    assert peer_names(DECODE, False) == ["torch", "fla"] and peer_names(DECODE, False, "baseline") == ["fla"]
+    assert names() == ("ours", ["torch", *libraries])
+    assert names(peer_names=("torch",)) == ("ours", ["torch"])
+    assert names(peers=False) == names(timing=False) == ("ours", [])
+    assert names(variant="baseline") == ("ours", libraries)  # the baseline is not its own peer
+    folder = write_template(DECODE, tmp_path / "mine")
+    assert names(solution=folder) == ("yours", ["fibkit", "torch", *libraries])
+    assert names(solution=folder, peer_names=("fibkit",)) == ("yours", ["fibkit"])
