@@ -6,7 +6,7 @@ each workload is only launched three times (no timing), for a profiler run aroun
     python benchmarks/gdn_prefill_cuda_variants.py [--ncu] [VARIANT ...]
 VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repository) instead.
 e.g. `w2: w4:-DGDN_WARPS=4 p3:-DGDN_PREP_WARPS=3` (the kernel's GDN_* macros: GDN_WARPS,
-GDN_PREP_WARPS, GDN_CHUNK, GDN_RANK_FROM_SEQS, GDN_S_ONE_PASS, GDN_U_ONE_PASS).
+GDN_PREP_WARPS, GDN_CHUNK, GDN_RANK_FROM_SEQS).
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor

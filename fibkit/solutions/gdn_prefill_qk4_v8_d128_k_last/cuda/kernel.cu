@@ -58,14 +58,6 @@ constexpr int kStages = 2 * kPrep + 1;
 #ifndef GDN_RANK_FROM_SEQS
 #define GDN_RANK_FROM_SEQS 8  // sequences from which blocks go out longest first
 #endif
-// Experiments (benchmarks/gdn_prefill_cuda_variants.py): state operands as bf16 alone, without
-// the lo half, in S k^T and S q^T (GDN_S_ONE_PASS) and in the update's u k (GDN_U_ONE_PASS).
-#ifndef GDN_S_ONE_PASS
-#define GDN_S_ONE_PASS 0
-#endif
-#ifndef GDN_U_ONE_PASS
-#define GDN_U_ONE_PASS 0
-#endif
 constexpr int kGates = 3 * kC;  // exp(G) [C], exp(G_l - G) [C], exp(G_l), padding
 constexpr int kPad = 8;     // bf16 of padding per shared row: conflict-free ldmatrix
 
@@ -413,10 +405,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
           const int nt = 2 * mt + n2;
           mma(sk[nt], s_hi[ks], kr[n2], kr[n2 + 2]);
           mma(sq[nt], s_hi[ks], qr[n2], qr[n2 + 2]);
-          if (!GDN_S_ONE_PASS) {
-            mma(kLoApart ? sk_lo[nt] : sk[nt], s_lo[ks], kr[n2], kr[n2 + 2]);
-            mma(kLoApart ? sq_lo[nt] : sq[nt], s_lo[ks], qr[n2], qr[n2 + 2]);
-          }
+          mma(kLoApart ? sk_lo[nt] : sk[nt], s_lo[ks], kr[n2], kr[n2 + 2]);
+          mma(kLoApart ? sq_lo[nt] : sq[nt], s_lo[ks], qr[n2], qr[n2 + 2]);
         }
       }
     }
@@ -490,7 +480,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(
         for (int half = 0; half < 2; ++half) {
           float (&s)[4] = S[2 * pair + half];
           mma(s, p_hi[kt], kt4[2 * half], kt4[2 * half + 1]);
-          if (!GDN_U_ONE_PASS) mma(s, p_lo[kt], kt4[2 * half], kt4[2 * half + 1]);
+          mma(s, p_lo[kt], kt4[2 * half], kt4[2 * half + 1]);
         }
       }
     }
