@@ -84,8 +84,10 @@ class DefSpec:
     peers: tuple = ("torch",)
     default_variant: str = "baseline"
     # Where the default is a CUDA solution: the Triton variant computing the same thing, which
-    # runs in its place on the CPU (Triton's interpreter: CI, and the library API there).
+    # runs in its place on the CPU (Triton's interpreter: CI, and the library API there), and on
+    # GPUs older than the CUDA solution's `cuda_capability` (major, minor).
     twin: Optional[str] = None
+    cuda_capability: Tuple[int, int] = (8, 0)
     # (warm-up runs, timed iterations) per trial, as the contest ran this definition; the
     # reference and the peers are timed the same way.
     timing: Tuple[int, int] = (10, 50)
@@ -201,7 +203,8 @@ SPECS: Dict[str, DefSpec] = {
             name="dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",
             alias="dsa_attention", track="sparse_attention", op_type="dsa_paged",
             size_axis="num_tokens", judge=Judge(min_outputs=1), cost=_dsa_attention_cost,
-            synthesize=_lazy("fibkit.dataset.dsa", "synthesize_attention"), default_variant="triton",
+            synthesize=_lazy("fibkit.dataset.dsa", "synthesize_attention"),
+            default_variant="cuda", twin="triton",
         ),
         DefSpec(
             name="dsa_topk_indexer_fp8_h64_d128_topk2048_ps64",

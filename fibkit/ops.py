@@ -24,17 +24,18 @@ from fibkit import catalog
 
 
 @lru_cache(maxsize=None)
-def _entry(name: str, interpreted: bool):
-    """The default solution's callable (outputs as arguments). A CUDA default is built by
-    flashinfer-bench's builder on first use (about a minute, once per machine); through Triton's
-    interpreter, its Triton twin runs instead."""
+def _entry(name: str, capability):
+    """The default solution's callable (outputs as arguments) on a GPU of this capability (None:
+    Triton's interpreter). A CUDA default is built by flashinfer-bench's builder on first use
+    (about a minute, once per machine); through the interpreter, or on a GPU older than the
+    CUDA solution needs (the catalog's cuda_capability), its Triton twin runs instead."""
     from fibkit.evaluate.solution import load, pack, read_config
 
     spec = catalog.SPECS[name]
     variant = spec.default_variant
     cfg = read_config(spec.solution_dir(variant))
     if cfg["build"]["language"] == "cuda":
-        if not interpreted:
+        if capability is not None and tuple(capability) >= spec.cuda_capability:
             return load(pack(spec.solution_dir(variant)), catalog.load_definition(name))
         variant = spec.twin
         cfg = read_config(spec.solution_dir(variant))
@@ -98,7 +99,8 @@ def _call(name: str, args: List[Any], axes: Dict[str, int]):
         patch()  # the interpreter's bf16 arithmetic is wrong without fibkit's fixes
     outs = [torch.empty(shape, dtype=getattr(torch, s.dtype.value), device=device)
             for s, shape in zip(definition.outputs.values(), definition.get_output_shapes(axes))]
-    _entry(name, device.type != "cuda")(*args, *outs)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    _entry(name, capability)(*args, *outs)
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 

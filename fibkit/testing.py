@@ -269,9 +269,78 @@ def moe_oracle_of(args: Sequence[Any]) -> torch.Tensor:
     return moe_oracle(logits, bias, x, x_scale, (w1, s1, w2, s2), offset, scaling)
 
 
-def solution_module(definition: str, variant: str):
+def solution_call(definition: str, variant: str):
+    """(*inputs, *outputs) -> None of a solution folder: a Triton or Python one's entry point
+    imported, a CUDA one built by flashinfer-bench's builder (once per machine)."""
+    from fibkit.evaluate.solution import load, pack, read_config
+
+    spec = catalog.resolve(definition)
+    folder = spec.solution_dir(variant)
+    cfg = read_config(folder)
+    if cfg["build"]["language"] == "cuda":
+        return load(pack(folder), catalog.load_definition(spec.name))
+    file, func = cfg["build"]["entry_point"].split("::")
+    return getattr(solution_module(spec.name, variant, file[:-3]), func)
+
+
+def assert_graph_replays_are_right(run, args: Sequence[Any], outs: Sequence[torch.Tensor], fresh_inputs,
+                                   check, seeds=(12, 13)):
+    """No host sync on the call path: the call (built outside, by one run) captures into a CUDA
+    graph, and each replay on fresh inputs copied into the captured ones (fresh_inputs(seed))
+    passes check(args, outs), the outputs poisoned before each replay."""
+    run(*args, *outs)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run(*args, *outs)
+    for seed in seeds:
+        for dst, src in zip(args, fresh_inputs(seed)):
+            if isinstance(dst, torch.Tensor):
+                dst.copy_(src)
+        for o in outs:
+            o.fill_(float("nan") if o.is_floating_point() else -7)
+        graph.replay()
+        check(args, outs)
+
+
+def assert_concurrent_calls_match_alone(run, calls: Sequence[Sequence[Any]],
+                                        outputs: Sequence[Sequence[torch.Tensor]], replays: int = 100):
+    """Two (or more) calls captured on forked streams of one CUDA graph, as a serving engine
+    overlapping batches runs them: every replay finishes within 30 s and leaves each call's
+    outputs bitwise equal to the same call run alone (no buffer shared between calls, no wait
+    on another program that the scheduler could hold back)."""
+    import time
+
+    alone = []
+    for args, outs in zip(calls, outputs):
+        run(*args, *outs)
+        alone.append([o.clone() for o in outs])
+    streams = [torch.cuda.Stream() for _ in calls]
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        origin = torch.cuda.current_stream()
+        for stream, args, outs in zip(streams, calls, outputs):
+            stream.wait_stream(origin)
+            with torch.cuda.stream(stream):
+                for o in outs:
+                    o.fill_(float("nan") if o.is_floating_point() else -7)
+                run(*args, *outs)
+        for stream in streams:
+            origin.wait_stream(stream)
+    for replay in range(replays):
+        graph.replay()
+        done = torch.cuda.Event()
+        done.record()
+        start = time.monotonic()
+        while not done.query():
+            assert time.monotonic() - start < 30, f"replay {replay} made no progress in 30 s"
+            time.sleep(1e-3)
+        for call, (outs, want) in enumerate(zip(outputs, alone)):
+            assert all(torch.equal(o, w) for o, w in zip(outs, want)), f"replay {replay}, call {call}"
+
+
+def solution_module(definition: str, variant: str, module: str = "main"):
     """A solution folder's entry module, imported as part of the fibkit package."""
     import importlib
 
-    return importlib.import_module(f"fibkit.solutions.{definition}.{variant}.main")
+    return importlib.import_module(f"fibkit.solutions.{definition}.{variant}.{module}")
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from fibkit.testing import assert_judged_close, gdn_oracle, gdn_prefill_inputs as make_inputs
+from fibkit import testing
+from fibkit.testing import assert_concurrent_calls_match_alone, assert_graph_replays_are_right
 from fibkit.testing import max_error_of_max, poisoned, solution_module
 
 NAME = "gdn_prefill_qk4_v8_d128_k_last"
@@ -20,14 +22,7 @@ def _poisoned_outputs(args):
 
 @lru_cache(maxsize=None)
 def solution_call(variant):
-    """(*inputs, output, new_state) -> None of a solution variant: the Triton module's run, or
-    the CUDA folder built by flashinfer-bench's builder."""
-    if variant == "triton":
-        return solution_module(NAME, "triton").run
-    from fibkit import catalog
-    from fibkit.evaluate.solution import load, pack
-
-    return load(pack(catalog.SPECS[NAME].solution_dir(variant)), catalog.load_definition(NAME))
+    return testing.solution_call(NAME, variant)
 
 
 def run_kernel(args, config=None, variant="triton"):
@@ -91,25 +86,14 @@ def test_prefill_launch_forms_are_right_and_repeat_gpu(lengths):
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_prefill_cuda_graph_replay_gpu(variant):
-    """No host sync: the call captures into a CUDA graph, and replays on new inputs are right."""
-    args = make_inputs([900, 31, 3000], "cuda", seed=11)
-    out, new_state = _poisoned_outputs(args)
-    run = solution_call(variant)
-    run(*args, out, new_state)  # compile outside the capture
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        run(*args, out, new_state)
-    for seed in (12, 13):
-        fresh = make_inputs([900, 31, 3000], "cuda", seed=seed)
-        for dst, src in zip(args, fresh):
-            if isinstance(dst, torch.Tensor):
-                dst.copy_(src)
-        out.fill_(float("nan"))
-        new_state.fill_(float("nan"))
-        graph.replay()
+    def right(args, outs):
         ref_out, ref_state = gdn_oracle(*args)
-        assert_judged_close(NAME, out, ref_out, "output")
-        assert_judged_close(NAME, new_state, ref_state, "new_state")
+        assert_judged_close(NAME, outs[0], ref_out, "output")
+        assert_judged_close(NAME, outs[1], ref_state, "new_state")
+
+    args = make_inputs([900, 31, 3000], "cuda", seed=11)
+    assert_graph_replays_are_right(solution_call(variant), args, _poisoned_outputs(args),
+                                   lambda seed: make_inputs([900, 31, 3000], "cuda", seed=seed), right)
 
 
 @pytest.mark.gpu
@@ -118,34 +102,5 @@ def test_prefill_cuda_graph_replay_gpu(variant):
 def test_prefill_concurrent_calls_in_one_graph_gpu(lengths, variant):
     """Two calls on two forked streams of one CUDA graph (as a serving engine overlapping two
     batches would run them) finish, and each is bitwise the call run alone, on every replay."""
-    import time
-
-    run = solution_call(variant)
     calls = [make_inputs(lengths, "cuda", seed=s) for s in (21, 22)]
-    outs = [_poisoned_outputs(a) for a in calls]
-    alone = []
-    for args, (out, new_state) in zip(calls, outs):
-        run(*args, out, new_state)
-        alone.append((out.clone(), new_state.clone()))
-    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        origin = torch.cuda.current_stream()
-        for stream, args, (out, new_state) in zip(streams, calls, outs):
-            stream.wait_stream(origin)
-            with torch.cuda.stream(stream):
-                out.fill_(float("nan"))
-                new_state.fill_(float("nan"))
-                run(*args, out, new_state)
-        for stream in streams:
-            origin.wait_stream(stream)
-    for replay in range(100):
-        graph.replay()
-        done = torch.cuda.Event()
-        done.record()
-        start = time.monotonic()
-        while not done.query():
-            assert time.monotonic() - start < 30, f"replay {replay} made no progress in 30 s"
-            time.sleep(1e-3)
-        for (out, new_state), (want_out, want_state) in zip(outs, alone):
-            assert torch.equal(out, want_out) and torch.equal(new_state, want_state), replay
+    assert_concurrent_calls_match_alone(solution_call(variant), calls, [_poisoned_outputs(a) for a in calls])
