@@ -307,17 +307,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---------------------------------------------------------------- the merge
 
-// Grid (4, 16, T), one warp each: columns [128 x, 128 x + 128) of head y of token z, from the
-// kSplits partials (lane i holds the weights of splits i and i + 32).
+// A merge warp's weights of the kSplits partials of (token, head): lane i gets w of splits i
+// and i + 32 (2^(m - m*), 0 for a split of padding only), every lane m* and the weighted sum.
 template <int kSplits>
-__global__ void __launch_bounds__(32)
-    merge_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                 __nv_bfloat16* __restrict__ output, float* __restrict__ lse) {
+__device__ __forceinline__ void split_weights(const float* __restrict__ part_ml, int64_t first, int head, int lane,
+                                              float (&w)[2], float& top, float& total) {
   static_assert(kSplits <= kMaxSplits, "two splits per lane at most");
-  const int lane = threadIdx.x, head = blockIdx.y, token = blockIdx.z;
-  const int col = blockIdx.x * 128 + 4 * lane;
-  wait_for_primary();
-  const int64_t first = static_cast<int64_t>(token) * kSplits;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
@@ -327,17 +322,31 @@ __global__ void __launch_bounds__(32)
       l[k] = part_ml[(first + split) * 2 * kHeads + kHeads + head];
     }
   }
-  float top = fmaxf(m[0], m[1]);
+  top = fmaxf(m[0], m[1]);
 #pragma unroll
   for (int d = 16; d; d /= 2) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, d));
-  float w[2], total = 0.f;
+  total = 0.f;
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
-    w[k] = m[k] == -INFINITY ? 0.f : exp2f(m[k] - top);  // a split of padding only: 0
+    w[k] = m[k] == -INFINITY ? 0.f : exp2f(m[k] - top);
     total += w[k] * l[k];
   }
 #pragma unroll
   for (int d = 16; d; d /= 2) total += __shfl_xor_sync(0xffffffffu, total, d);
+}
+
+// Grid (4, 16, T), one warp each: columns [128 x, 128 x + 128) of head y of token z, from the
+// kSplits partials (lane i holds the weights of splits i and i + 32).
+template <int kSplits>
+__global__ void __launch_bounds__(32)
+    merge_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
+                 __nv_bfloat16* __restrict__ output, float* __restrict__ lse) {
+  const int lane = threadIdx.x, head = blockIdx.y, token = blockIdx.z;
+  const int col = blockIdx.x * 128 + 4 * lane;
+  wait_for_primary();
+  const int64_t first = static_cast<int64_t>(token) * kSplits;
+  float w[2], top, total;
+  split_weights<kSplits>(part_ml, first, head, lane, w, top, total);
   float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 8
   for (int split = 0; split < kSplits; ++split) {
@@ -355,6 +364,55 @@ __global__ void __launch_bounds__(32)
   if (col == 0) lse[token * kHeads + head] = total > 0.f ? top + log2f(total) : -FLT_MAX;
 }
 
+// The merge with every partial load in flight at once (DSA_MERGE=2; prepared, not yet
+// measured): grid (4, 16, T), kMergeWarps warps each, warp w summing splits
+// [w, w + 1) * kSplits / kMergeWarps of columns [128 x, 128 x + 128) of head y of token z, the
+// warps' sums added through shared memory. The shipped merge above walks its splits in groups
+// of 8 dependent loads: ~4 us of the 10.8 at T = 1.
+template <int kSplits>
+struct MergeShape {
+  static constexpr int kWarps = kSplits >= 4 ? 4 : kSplits, kPerWarp = kSplits / kWarps;
+};
+
+template <int kSplits>
+__global__ void __launch_bounds__(32 * MergeShape<kSplits>::kWarps)
+    merge_wide_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
+                      __nv_bfloat16* __restrict__ output, float* __restrict__ lse) {
+  constexpr int kMergeWarps = MergeShape<kSplits>::kWarps, kPerWarp = MergeShape<kSplits>::kPerWarp;
+  __shared__ float4 sums[kMergeWarps][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, head = blockIdx.y, token = blockIdx.z;
+  const int col = blockIdx.x * 128 + 4 * lane;
+  wait_for_primary();
+  const int64_t first = static_cast<int64_t>(token) * kSplits;
+  float4 a[kPerWarp];  // this warp's partial columns, all loads issued before any is used
+#pragma unroll
+  for (int k = 0; k < kPerWarp; ++k)
+    a[k] = *reinterpret_cast<const float4*>(part_acc + ((first + warp * kPerWarp + k) * kHeads + head) * kDc + col);
+  float w[2], top, total;
+  split_weights<kSplits>(part_ml, first, head, lane, w, top, total);
+  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int k = 0; k < kPerWarp; ++k) {
+    const int split = warp * kPerWarp + k;
+    const float ws = __shfl_sync(0xffffffffu, w[split / 32], split % 32);
+    o.x += ws * a[k].x, o.y += ws * a[k].y, o.z += ws * a[k].z, o.w += ws * a[k].w;
+  }
+  sums[warp][lane] = o;
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int v = 1; v < kMergeWarps; ++v) {  // in warp order: the same bits on every run
+    const float4 p = sums[v][lane];
+    o.x += p.x, o.y += p.y, o.z += p.z, o.w += p.w;
+  }
+  const float inv = total > 0.f ? 1.f / total : 0.f;  // no valid slot at all: zeros
+  uint2 packed;
+  packed.x = pack_bf16(o.x * inv, o.y * inv);
+  packed.y = pack_bf16(o.z * inv, o.w * inv);
+  *reinterpret_cast<uint2*>(output + (static_cast<int64_t>(token) * kHeads + head) * kDc + col) = packed;
+  if (col == 0) lse[token * kHeads + head] = total > 0.f ? top + log2f(total) : -FLT_MAX;
+}
+
 }  // namespace dsa
 
 #include <torch/extension.h>
@@ -362,6 +420,9 @@ __global__ void __launch_bounds__(32)
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#ifndef DSA_MERGE
+#define DSA_MERGE 1  // 1: merge_kernel (measured, shipped); 2: merge_wide_kernel (not yet measured)
+#endif
 #ifndef DSA_BLOCKS_PER_SM
 #define DSA_BLOCKS_PER_SM 1  // splits: the most (up to 64) that keep T x splits <= this x SMs
 #endif
@@ -387,14 +448,14 @@ static void launch(const torch::Tensor& q_nope, const torch::Tensor& q_pe, const
 
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(dsa::kDc / 128, dsa::kHeads, tokens);
-  config.blockDim = dim3(32);
+  config.blockDim = dim3(DSA_MERGE == 2 ? 32 * dsa::MergeShape<kSplits>::kWarps : 32);
   config.stream = stream;
   cudaLaunchAttribute early[1];
   early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   early[0].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = early;
   config.numAttrs = 1;
-  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, dsa::merge_kernel<kSplits>, static_cast<const float*>(part_acc.data_ptr<float>()),
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, DSA_MERGE == 2 ? dsa::merge_wide_kernel<kSplits> : dsa::merge_kernel<kSplits>, static_cast<const float*>(part_acc.data_ptr<float>()),
                                     static_cast<const float*>(part_ml.data_ptr<float>()),
                                     reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()), lse.data_ptr<float>()));
 }
