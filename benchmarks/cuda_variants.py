@@ -7,7 +7,7 @@ three times (no timing), for a profiler run around it.
 DEFINITION: a name or alias with a CUDA solution (gdn_prefill, dsa_attention).
 VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repository) instead.
 e.g. `gdn_prefill w2: w4:-DGDN_WARPS=4` (GDN_WARPS, GDN_PREP_WARPS, GDN_CHUNK,
-GDN_RANK_FROM_SEQS), `dsa_attention c16: c8:-DDSA_CLUSTER=8`.
+GDN_RANK_FROM_SEQS), `dsa_attention m1: m2:-DDSA_MERGE=2` (DSA_MERGE, DSA_BLOCKS_PER_SM).
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor

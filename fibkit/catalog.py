@@ -84,10 +84,8 @@ class DefSpec:
     peers: tuple = ("torch",)
     default_variant: str = "baseline"
     # Where the default is a CUDA solution: the Triton variant computing the same thing, which
-    # runs in its place on the CPU (Triton's interpreter: CI, and the library API there), and on
-    # GPUs older than the CUDA solution's `cuda_capability` (major, minor).
+    # runs in its place on the CPU (Triton's interpreter: CI, and the library API there).
     twin: Optional[str] = None
-    cuda_capability: Tuple[int, int] = (8, 0)
     # (warm-up runs, timed iterations) per trial, as the contest ran this definition; the
     # reference and the peers are timed the same way.
     timing: Tuple[int, int] = (10, 50)

@@ -23,25 +23,27 @@ import torch
 from fibkit import catalog
 
 
-@lru_cache(maxsize=None)
-def _entry(name: str, capability):
-    """The default solution's callable (outputs as arguments) on a GPU of this capability (None:
-    Triton's interpreter). A CUDA default is built by flashinfer-bench's builder on first use
-    (about a minute, once per machine); through the interpreter, or on a GPU older than the
-    CUDA solution needs (the catalog's cuda_capability), its Triton twin runs instead."""
+def solution_call(name: str, variant: str):
+    """(*inputs, *outputs) -> None of one of fibkit's solution folders of definition `name`: a
+    Triton or Python one's entry point imported, a CUDA one built by flashinfer-bench's builder
+    on first use (about a minute, once per machine)."""
     from fibkit.evaluate.solution import load, pack, read_config
 
-    spec = catalog.SPECS[name]
-    variant = spec.default_variant
-    cfg = read_config(spec.solution_dir(variant))
+    folder = catalog.SPECS[name].solution_dir(variant)
+    cfg = read_config(folder)
     if cfg["build"]["language"] == "cuda":
-        if capability is not None and tuple(capability) >= spec.cuda_capability:
-            return load(pack(spec.solution_dir(variant)), catalog.load_definition(name))
-        variant = spec.twin
-        cfg = read_config(spec.solution_dir(variant))
+        return load(pack(folder), catalog.load_definition(name))
     file, func = cfg["build"]["entry_point"].split("::")
     module = importlib.import_module(f"fibkit.solutions.{name}.{variant}.{file[:-3]}")
     return getattr(module, func)
+
+
+@lru_cache(maxsize=None)
+def _entry(name: str, interpreted: bool):
+    """The default solution's callable (outputs as arguments); through Triton's interpreter, a
+    CUDA default's Triton twin instead."""
+    spec = catalog.SPECS[name]
+    return solution_call(name, spec.twin if interpreted and spec.twin else spec.default_variant)
 
 
 def _validate(name: str, args: Sequence[Any]) -> Dict[str, int]:
@@ -99,8 +101,7 @@ def _call(name: str, args: List[Any], axes: Dict[str, int]):
         patch()  # the interpreter's bf16 arithmetic is wrong without fibkit's fixes
     outs = [torch.empty(shape, dtype=getattr(torch, s.dtype.value), device=device)
             for s, shape in zip(definition.outputs.values(), definition.get_output_shapes(axes))]
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    _entry(name, capability)(*args, *outs)
+    _entry(name, device.type != "cuda")(*args, *outs)
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 

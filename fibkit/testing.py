@@ -270,17 +270,10 @@ def moe_oracle_of(args: Sequence[Any]) -> torch.Tensor:
 
 
 def solution_call(definition: str, variant: str):
-    """(*inputs, *outputs) -> None of a solution folder: a Triton or Python one's entry point
-    imported, a CUDA one built by flashinfer-bench's builder (once per machine)."""
-    from fibkit.evaluate.solution import load, pack, read_config
+    """A solution folder's (*inputs, *outputs) -> None (fibkit.ops.solution_call, by name or alias)."""
+    from fibkit.ops import solution_call as call
 
-    spec = catalog.resolve(definition)
-    folder = spec.solution_dir(variant)
-    cfg = read_config(folder)
-    if cfg["build"]["language"] == "cuda":
-        return load(pack(folder), catalog.load_definition(spec.name))
-    file, func = cfg["build"]["entry_point"].split("::")
-    return getattr(solution_module(spec.name, variant, file[:-3]), func)
+    return call(catalog.resolve(definition).name, variant)
 
 
 def assert_graph_replays_are_right(run, args: Sequence[Any], outs: Sequence[torch.Tensor], fresh_inputs,
@@ -338,9 +331,9 @@ def assert_concurrent_calls_match_alone(run, calls: Sequence[Sequence[Any]],
             assert all(torch.equal(o, w) for o, w in zip(outs, want)), f"replay {replay}, call {call}"
 
 
-def solution_module(definition: str, variant: str, module: str = "main"):
+def solution_module(definition: str, variant: str):
     """A solution folder's entry module, imported as part of the fibkit package."""
     import importlib
 
-    return importlib.import_module(f"fibkit.solutions.{definition}.{variant}.{module}")
+    return importlib.import_module(f"fibkit.solutions.{definition}.{variant}.main")
 

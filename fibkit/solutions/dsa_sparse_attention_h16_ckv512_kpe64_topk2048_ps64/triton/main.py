@@ -1,5 +1,5 @@
 """DSA sparse MLA attention, split-K (flash-decoding style): the CUDA solution's twin, which
-the CPU tests run through Triton's interpreter and GPUs older than sm_90 (no clusters) run.
+the CPU tests (and the library API on the CPU) run through Triton's interpreter.
 
 Shapes: q_nope [T, 16, 512], q_pe [T, 16, 64] bf16; ckv_cache [P, 64, 512], kpe_cache [P, 64,
 64] bf16; sparse_indices [T, 2048] int32 (page * 64 + offset, -1 = padding anywhere);
