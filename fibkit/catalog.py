@@ -212,7 +212,7 @@ SPECS: Dict[str, DefSpec] = {
             # The contest re-packs a random K cache from normal keys (random bytes would make
             # NaN scales).
             random_inputs={"k_index_cache_fp8": _lazy("fibkit.dataset.dsa", "random_k_cache")},
-            quick_count=6, default_variant="triton",
+            peers=("torch", "flashinfer-topk"), quick_count=6, default_variant="cuda", twin="triton",
         ),
         DefSpec(
             name="gdn_decode_qk4_v8_d128_k_last",

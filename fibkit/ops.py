@@ -154,7 +154,8 @@ def dsa_topk_indexer(q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_ta
                      check_indices: bool = True):
     """Top-2048 token slots per row. Returns topk_indices [B, 2048] int32, -1 padded: a row of
     at most 2048 tokens gets all of them in position order (no scoring needed), a longer row
-    its best 2048, best first."""
+    its best 2048 as a set (the CUDA solution lists them in position order, its Triton twin on
+    the CPU best first)."""
     name = "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64"
     args = [q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_table]
     axes = _validate(name, args)

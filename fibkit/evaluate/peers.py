@@ -11,6 +11,9 @@ state_v_first=True); value-returning, so the evaluator copies nothing for them.
 the gates computed in PyTorch first (what a contestant calling it pays), and
 `flashinfer-kernel`: the same kernel with the gates computed before the timed region. Its JIT
 module is built once per machine, on first use (about 5 minutes on 16 cores).
+`flashinfer-topk` (dsa_indexer, a partial figure): FlashInfer's radix top-k with the page-table
+transform (`top_k_page_table_transform`, k = 2048) alone, on fp32 scores computed before the
+timed region (what a contestant composing it with a scoring kernel would pay for the selection).
 """
 from __future__ import annotations
 
@@ -60,6 +63,38 @@ def _flashinfer_kernel(q, k, v, state, g, beta, cu_seqlens, scale):
 
 def _flashinfer_prefill(*inputs):
     return _flashinfer_kernel(*_flashinfer_gates(*inputs))
+
+
+def _indexer_scores_and_slots(q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_table):
+    """The indexer's fp32 scores at every position of every row [B, M * 64] and each
+    position's slot (page * 64 + offset), as FlashInfer's top-k takes them."""
+    import torch
+    from fibkit.references.dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 import dequant_k_cache
+
+    keys = dequant_k_cache(k_index_cache_fp8)  # [P, 64, 128] fp32
+    batch, max_pages = block_table.shape
+    pages = block_table.long().clamp(0, keys.shape[0] - 1)
+    k = keys[pages].flatten(1, 2)  # [B, M * 64, 128]
+    scores = torch.einsum("bhn,bh->bn", torch.relu(torch.einsum("bhd,bnd->bhn", q_index_fp8.float(), k)),
+                          weights.float()).contiguous()
+    slots = (pages[:, :, None] * 64 + torch.arange(64, device=pages.device)).flatten(1).int()
+    return scores, slots, seq_lens
+
+
+def _flashinfer_topk(scores, slots, seq_lens):
+    from flashinfer import top_k_page_table_transform
+
+    return top_k_page_table_transform(scores, slots, seq_lens, 2048)
+
+
+def flashinfer_available() -> bool:
+    try:
+        import torch
+        import flashinfer  # noqa: F401
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
 
 
 def flashinfer_prefill_available() -> bool:
@@ -156,6 +191,8 @@ _LIBRARY_PEERS = {
     "fla": ({d: (fn, None) for d, fn in _FLA.items()}, fla_available),
     "flashinfer": ({_PREFILL: (_flashinfer_prefill, None)}, flashinfer_prefill_available),
     "flashinfer-kernel": ({_PREFILL: (_flashinfer_kernel, _flashinfer_gates)}, flashinfer_prefill_available),
+    "flashinfer-topk": ({"dsa_topk_indexer_fp8_h64_d128_topk2048_ps64": (_flashinfer_topk, _indexer_scores_and_slots)},
+                        flashinfer_available),
 }
 
 

@@ -1,5 +1,6 @@
-"""DSA top-k indexer: fp8 scores over a paged K cache and the best 2048 slots per row, in one
-launch.
+"""DSA top-k indexer: fp8 scores over a paged K cache and the best 2048 slots per row, in two
+launches: the CUDA solution's twin (the same answers as a set; this one lists them best
+first).
 
 Shapes: q_index_fp8 [B, 64, 128] fp8 e4m3; k_index_cache_fp8 [P, 64, 1, 132] int8 in the
 deep_gemm page layout (a page is its 64 x 128 fp8 values, then its 64 fp32 scales); weights
@@ -8,15 +9,14 @@ slots page * 64 + offset, -1 padded.
 
 score[b, t] = sum_h weights[b, h] * relu(scale_t * (q[b, h] . k_t)), over t < seq_len.
 
-A row of at most 2048 tokens keeps all of them, so it needs no score: its first program
-writes its slots in position order. A longer row is split over the grid's second axis into
+A row of at most 2048 tokens keeps all of them, so it needs no score: `select_kernel` writes
+its slots in position order. A longer row is split over `score_kernel`'s second grid axis into
 chunks of CHUNK_PAGES pages; each program scores its chunk with fp8 tensor-core dots ([64
-heads, 128] x [128, STEP_PAGES * 64 tokens]) into a per-row fp32 workspace, then counts
-itself in on a per-row counter. The last program to arrive (no waiting, so no residency
-assumption) ranks the row's scores, best first with ties to the earlier token, and writes
-the 2048 best in rank order (`_rank_and_write`). It then resets the counter for the next
-call. (The same kernel selecting with Triton's bitonic tl.sort / tl.topk took 85-150 us on
-the H200: docs/perf-notes.md.)
+heads, 128] x [128, STEP_PAGES * 64 tokens]) into an fp32 workspace allocated for the call.
+Then `select_kernel`, one program per row, ranks the row's scores, best first with ties to
+the earlier token, and writes the 2048 best in rank order (`_rank_and_write`). Nothing is
+shared between calls and no program waits on another. (Selecting with Triton's bitonic
+tl.sort / tl.topk took 85-150 us on the H200: docs/perf-notes.md.)
 
 Page numbers are clamped to [0, P) as the reference does; `fibkit.ops` rejects bad pages
 and seq_lens before they get here.
@@ -113,39 +113,31 @@ def _rank_and_write(scores_ptr, work_ptr, table_ptr, out_ptr, b, n, max_pages, n
 
 
 @triton.jit
-def indexer_kernel(q_ptr, k_fp8_ptr, k_f32_ptr, w_ptr, seq_lens_ptr, table_ptr, out_ptr,
-                   scores_ptr, work_ptr, count_ptr, max_pages, num_pages,
-                   SCORE: tl.constexpr, CHUNK_PAGES: tl.constexpr, STEP_PAGES: tl.constexpr,
-                   NB: tl.constexpr, K: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
-                   PAGE: tl.constexpr, PAGE_WORDS: tl.constexpr):
+def score_kernel(q_ptr, k_fp8_ptr, k_f32_ptr, w_ptr, seq_lens_ptr, table_ptr, scores_ptr,
+                 max_pages, num_pages, CHUNK_PAGES: tl.constexpr, STEP_PAGES: tl.constexpr,
+                 NB: tl.constexpr, K: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
+                 PAGE: tl.constexpr, PAGE_WORDS: tl.constexpr):
     b = tl.program_id(0)
-    chunk = tl.program_id(1)
     n = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + b), 0), max_pages * PAGE)
-    if (not SCORE) or n <= K:
-        if chunk == 0:  # every token is in the answer: its slots, in position order
-            pos = tl.arange(0, K)
-            live = pos < n
-            page = _page_of(table_ptr, b, pos, live, max_pages, num_pages, PAGE)
-            tl.store(out_ptr + b * K + pos, tl.where(live, page * PAGE + pos % PAGE, -1))
-    else:
+    if n > K:
         _score_chunk(q_ptr, k_fp8_ptr, k_f32_ptr, w_ptr, table_ptr, scores_ptr, b,
-                     chunk * CHUNK_PAGES, n, max_pages, num_pages, CHUNK_PAGES, STEP_PAGES, NB,
-                     H, D, PAGE, PAGE_WORDS)
-        tl.debug_barrier()  # all of this program's scores are stored before it counts in
-        if tl.atomic_add(count_ptr + b, 1, sem="acq_rel") == tl.num_programs(1) - 1:
-            _rank_and_write(scores_ptr, work_ptr, table_ptr, out_ptr, b, n, max_pages,
-                            num_pages, NB, K, PAGE, 2 * NB)
-            tl.atomic_xchg(count_ptr + b, 0)  # the last one out leaves the counter zeroed
+                     tl.program_id(1) * CHUNK_PAGES, n, max_pages, num_pages, CHUNK_PAGES,
+                     STEP_PAGES, NB, H, D, PAGE, PAGE_WORDS)
 
 
-_COUNTERS = {}  # per device: per-row arrival counters, zeroed once; the kernel re-zeroes them
-
-
-def _arrival_counters(device, count):
-    buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < count:
-        buf = _COUNTERS[device] = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
-    return buf
+@triton.jit
+def select_kernel(scores_ptr, work_ptr, seq_lens_ptr, table_ptr, out_ptr, max_pages, num_pages,
+                  SCORE: tl.constexpr, NB: tl.constexpr, K: tl.constexpr, PAGE: tl.constexpr):
+    b = tl.program_id(0)
+    n = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + b), 0), max_pages * PAGE)
+    if (not SCORE) or n <= K:  # every token is in the answer: its slots, in position order
+        pos = tl.arange(0, K)
+        live = pos < n
+        page = _page_of(table_ptr, b, pos, live, max_pages, num_pages, PAGE)
+        tl.store(out_ptr + b * K + pos, tl.where(live, page * PAGE + pos % PAGE, -1))
+    else:
+        _rank_and_write(scores_ptr, work_ptr, table_ptr, out_ptr, b, n, max_pages, num_pages,
+                        NB, K, PAGE, 2 * NB)
 
 
 # chunk_pages: pages scored per program; step_pages: pages per tensor-core dot.
@@ -173,11 +165,13 @@ def launch(q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_table, topk_
     # the ranking's scratch per row: counts and starts of 2 nb buckets, nb int64 list entries;
     # the kernel initializes what it reads
     work = torch.empty(batch, 6 * nb if score else 1, dtype=torch.int32, device=weights.device)
-    counts = _arrival_counters(weights.device, batch) if score else scores
     k_fp8 = k_index_cache_fp8.view(torch.float8_e4m3fn)
     k_f32 = k_index_cache_fp8.view(num_pages, -1).view(torch.float32)
-    indexer_kernel[(batch, chunks)](
-        q_index_fp8, k_fp8, k_f32, weights, seq_lens, block_table, topk_indices, scores, work,
-        counts, max_pages, num_pages, SCORE=score, CHUNK_PAGES=cfg["chunk_pages"],
-        STEP_PAGES=cfg["step_pages"], NB=nb, K=TOPK, H=HEADS, D=DIM, PAGE=PAGE,
-        PAGE_WORDS=PAGE_WORDS, num_warps=cfg["num_warps"])
+    if score:
+        score_kernel[(batch, chunks)](
+            q_index_fp8, k_fp8, k_f32, weights, seq_lens, block_table, scores, max_pages,
+            num_pages, CHUNK_PAGES=cfg["chunk_pages"], STEP_PAGES=cfg["step_pages"], NB=nb,
+            K=TOPK, H=HEADS, D=DIM, PAGE=PAGE, PAGE_WORDS=PAGE_WORDS, num_warps=cfg["num_warps"])
+    select_kernel[(batch,)](scores, work, seq_lens, block_table, topk_indices, max_pages,
+                            num_pages, SCORE=score, NB=nb, K=TOPK, PAGE=PAGE,
+                            num_warps=cfg["num_warps"])
