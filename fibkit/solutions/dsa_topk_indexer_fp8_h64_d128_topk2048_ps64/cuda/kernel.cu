@@ -458,9 +458,13 @@ void kernel(torch::Tensor q_index_fp8, torch::Tensor k_index_cache_fp8, torch::T
         static_cast<int>(max_pages), num_pages, chunks, scores.data_ptr<float>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  const int keys_cached = score && row_tokens <= kMaxCachedKeys;
-  // the select's shared memory: its state, and the row's keys and pages while they fit
-  const size_t smem = sizeof(SelectShared) + (keys_cached ? row_tokens * sizeof(uint32_t) + max_pages * sizeof(int32_t) : 0);
+  // The select's shared memory: its state, and the row's keys and pages where they fit in what
+  // this GPU lets one block have (227 KB on Hopper, 163 KB on an A100).
+  int smem_limit = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, weights.device().index()));
+  const size_t cached_bytes = row_tokens * sizeof(uint32_t) + max_pages * sizeof(int32_t);
+  const int keys_cached = score && row_tokens <= kMaxCachedKeys && sizeof(SelectShared) + cached_bytes <= static_cast<size_t>(smem_limit);
+  const size_t smem = sizeof(SelectShared) + (keys_cached ? cached_bytes : 0);
   C10_CUDA_CHECK(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(batch));
