@@ -194,6 +194,11 @@ def write_markdown(results: List[dict], d: Path) -> Path:
                   "default solution, timed on the same inputs in the same run.", ""]
     lines += ["Score: the contest's, per definition the mean over workloads of (other latency / "
               "solution latency), 0 if any workload fails.", ""]
+    named = sorted({p for r in results for row in r["workloads"] for p in row.get("peers", {})})
+    if named:
+        from fibkit.evaluate.peers import DESCRIPTIONS
+
+        lines += ["Peers: " + "; ".join(f"`{p}`: {DESCRIPTIONS.get(p, 'a library peer')}" for p in named) + ".", ""]
     lines += ["| definition | solution | passed | mean us | mean floor us | of floor | score |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:

@@ -171,6 +171,17 @@ def test_score_formula():
     assert report.scores(result) == {"reference": 0.0, "torch": 0.0}
 
 
+def test_report_says_what_each_peer_times(tmp_path):
+    """A peer that leaves part of the call untimed is labelled partial in the report (the
+    committed H200 indexer run has FlashInfer's top-k alone)."""
+    import json
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results/NVIDIA_H200/dsa_topk_indexer_fp8_h64_d128_topk2048_ps64.json"
+    text = report.write_markdown([json.loads(committed.read_text())], tmp_path).read_text()
+    assert "`flashinfer-topk`: partial" in text and "`torch`: the definition's PyTorch baseline" in text
+
+
 def test_cache_key_follows_the_synthesis_code(tmp_path, monkeypatch):
     code = tmp_path / "synth.py"
     code.write_text("x = 1\n")

@@ -206,6 +206,18 @@ def external_peer(name: str, definition: str) -> Optional[Contender]:
     return Contender(name, fn, False, prepare=prepare)
 
 
+# One line per peer for reports; "partial" marks a figure that leaves part of the call untimed.
+DESCRIPTIONS = {
+    "fibkit": "fibkit's default solution on the same inputs",
+    "torch": "the definition's PyTorch baseline (`baseline/`)",
+    "fla": "fla-core's Triton kernels with the contest's semantics",
+    "flashinfer": "FlashInfer's sm90 `chunk_gated_delta_rule`, gates computed in PyTorch (a whole call)",
+    "flashinfer-kernel": "partial: the same kernel alone, gates computed outside the timed region",
+    "flashinfer-topk": "partial: FlashInfer's radix `top_k_page_table_transform` (k = 2048) alone, on fp32 "
+                       "scores computed outside the timed region",
+}
+
+
 def versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
