@@ -24,8 +24,11 @@
 //    memory in fragment order. Dims are permuted the same way for q and k (the products are
 //    unchanged): each lane loads 32 contiguous bytes of its two tokens, and the block issues
 //    all of its chunk's loads before the first product. Scores go to a workspace allocated for
-//    the call, [B, M * 64] fp32.
-//  * select_kernel: one block of kSelectThreads per row. The row's scores become
+//    the call, [B, M * 64] fp32. (Measured on the H200, this form was no faster than the
+//    emulated fp8 one with q held in registers, which needs no shared memory or barrier:
+//    docs/perf-notes.md, v8. IDX_Q_IN_REGISTERS=1 builds that one, for comparison.)
+//  * select_kernel: one block of kSelectThreads per row, placed as the score kernel starts
+//    (its prologue overlaps the scoring; it waits for the scores). The row's scores become
 //    order-preserving 32-bit keys (in shared memory while they fit), and the 2048th largest
 //    key is found digit by digit from the highest bit where the row's keys differ: a
 //    histogram of kDigitBits bits per pass (shared-memory atomics), the digit where the count
