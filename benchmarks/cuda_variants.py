@@ -9,7 +9,7 @@ VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repo
 e.g. `gdn_prefill w2: w4:-DGDN_WARPS=4` (GDN_WARPS, GDN_PREP_WARPS, GDN_CHUNK,
 GDN_RANK_FROM_SEQS), `dsa_attention m1: m2:-DDSA_MERGE=2` (DSA_MERGE, DSA_BLOCKS_PER_SM), `dsa_indexer f:
 c4:-DIDX_CHUNK_PAGES=4` (IDX_CHUNK_PAGES, IDX_SCORE_BLOCKS_PER_SM, IDX_SELECT_THREADS,
-IDX_DIGIT_BITS, IDX_PAGES_PER_STEP, IDX_EARLY_TRIGGER, IDX_Q_IN_REGISTERS).
+IDX_DIGIT_BITS, IDX_PAGES_PER_STEP, IDX_EARLY_TRIGGER).
 """
 import sys
 from concurrent.futures import ProcessPoolExecutor

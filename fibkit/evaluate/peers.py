@@ -66,19 +66,14 @@ def _flashinfer_prefill(*inputs):
 
 
 def _indexer_scores_and_slots(q_index_fp8, k_index_cache_fp8, weights, seq_lens, block_table):
-    """The indexer's fp32 scores at every position of every row [B, M * 64] and each
-    position's slot (page * 64 + offset), as FlashInfer's top-k takes them."""
+    """Every position's slot (page * 64 + offset) and fp32 score, as FlashInfer's top-k takes
+    them: [B, M * 64] each (the judge's scoring, at all of a row's positions)."""
     import torch
-    from fibkit.references.dsa_topk_indexer_fp8_h64_d128_topk2048_ps64 import dequant_k_cache
+    from fibkit.evaluate.judge import indexer_scores
 
-    keys = dequant_k_cache(k_index_cache_fp8)  # [P, 64, 128] fp32
-    batch, max_pages = block_table.shape
-    pages = block_table.long().clamp(0, keys.shape[0] - 1)
-    k = keys[pages].flatten(1, 2)  # [B, M * 64, 128]
-    scores = torch.einsum("bhn,bh->bn", torch.relu(torch.einsum("bhd,bnd->bhn", q_index_fp8.float(), k)),
-                          weights.float()).contiguous()
-    slots = (pages[:, :, None] * 64 + torch.arange(64, device=pages.device)).flatten(1).int()
-    return scores, slots, seq_lens
+    pages = block_table.long().clamp(0, k_index_cache_fp8.shape[0] - 1)
+    slots = (pages[:, :, None] * 64 + torch.arange(64, device=pages.device)).flatten(1)
+    return indexer_scores(slots, q_index_fp8, k_index_cache_fp8, weights).contiguous(), slots.int(), seq_lens
 
 
 def _flashinfer_topk(scores, slots, seq_lens):

@@ -26,7 +26,8 @@
 //    all of its chunk's loads before the first product. Scores go to a workspace allocated for
 //    the call, [B, M * 64] fp32. (Measured on the H200, this form was no faster than the
 //    emulated fp8 one with q held in registers, which needs no shared memory or barrier:
-//    docs/perf-notes.md, v8. IDX_Q_IN_REGISTERS=1 builds that one, for comparison.)
+//    docs/perf-notes.md, v8; docs/patches/dsa_indexer_q_in_registers.patch adds it, for
+//    comparison.)
 //  * select_kernel: one block of kSelectThreads per row, placed as the score kernel starts
 //    (its prologue overlaps the scoring; it waits for the scores). The row's scores become
 //    order-preserving 32-bit keys (in shared memory while they fit), and the 2048th largest
@@ -57,9 +58,6 @@ constexpr int kHeadTiles = kHeads / 8;  // n-tiles of 8 heads
 #endif
 #ifndef IDX_EARLY_TRIGGER
 #define IDX_EARLY_TRIGGER 1
-#endif
-#ifndef IDX_Q_IN_REGISTERS
-#define IDX_Q_IN_REGISTERS 0  // 1: the fp8-product variant (see the score kernel)
 #endif
 #ifndef IDX_SELECT_THREADS
 #define IDX_SELECT_THREADS 1024
@@ -93,20 +91,6 @@ __device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1,
       "{%0,%1,%2,%3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-// d += a (16 x 32, row) * b (32 x 8, col), fp8 e4m3 in, fp32 accumulate: native on sm_89 and
-// Blackwell, emulated on Hopper (IDX_Q_IN_REGISTERS variant only).
-__device__ __forceinline__ void mma_e4m3(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  __trap();
-#endif
 }
 // Four e4m3 values (byte i = value i) -> two f16x2 words, values 0-1 and 2-3, low half first.
 // Exact: f16 has more exponent range and mantissa bits than e4m3.
@@ -213,47 +197,6 @@ __global__ void __launch_bounds__(kScoreWarps * 32, kScoreBlocksPerSm)
       tok[p].scale[r] = __ldg(reinterpret_cast<const float*>(page + kPage * kDim) + token);
     }
   }
-#if IDX_Q_IN_REGISTERS
-  // Variant (sm_89+, not the default): q as fp8 m16n8k32 B fragments in registers, loaded with
-  // the pages and used as they are, no shared memory and no barrier; Hopper emulates the
-  // fp8 products.
-  uint4 q_lo[kHeadTiles], q_hi[kHeadTiles];  // k-steps 0-1 and 2-3 of heads 8 nt + g
-  float2 w_of[kHeadTiles];                    // heads 8 nt + 2 c, + 1
-#pragma unroll
-  for (int nt = 0; nt < kHeadTiles; ++nt) {
-    const uint4* src = reinterpret_cast<const uint4*>(q + (static_cast<int64_t>(b) * kHeads + nt * 8 + g) * kDim + c * 32);
-    q_lo[nt] = __ldg(src), q_hi[nt] = __ldg(src + 1);
-    w_of[nt] = __ldg(reinterpret_cast<const float2*>(weights + static_cast<int64_t>(b) * kHeads + nt * 8 + 2 * c));
-  }
-  float* row_scores = scores + static_cast<int64_t>(b) * max_pages * kPage;
-#pragma unroll
-  for (int p = 0; p < kChunkPages; ++p) {
-    if (first + p >= pages) break;
-    const uint4(&t0)[2] = tok[p].raw[0];
-    const uint4(&t1)[2] = tok[p].raw[1];
-    float sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int nt = 0; nt < kHeadTiles; ++nt) {
-      float acc[2][4] = {};  // k-steps 0, 2 and 1, 3 apart
-      mma_e4m3(acc[0], t0[0].x, t1[0].x, t0[0].y, t1[0].y, q_lo[nt].x, q_lo[nt].y);
-      mma_e4m3(acc[1], t0[0].z, t1[0].z, t0[0].w, t1[0].w, q_lo[nt].z, q_lo[nt].w);
-      mma_e4m3(acc[0], t0[1].x, t1[1].x, t0[1].y, t1[1].y, q_hi[nt].x, q_hi[nt].y);
-      mma_e4m3(acc[1], t0[1].z, t1[1].z, t0[1].w, t1[1].w, q_hi[nt].z, q_hi[nt].w);
-      float d[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) d[e] = acc[0][e] + acc[1][e];
-      sum[0] += fmaxf(d[0] * tok[p].scale[0], 0.f) * w_of[nt].x + fmaxf(d[1] * tok[p].scale[0], 0.f) * w_of[nt].y;
-      sum[1] += fmaxf(d[2] * tok[p].scale[1], 0.f) * w_of[nt].x + fmaxf(d[3] * tok[p].scale[1], 0.f) * w_of[nt].y;
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-    }
-    const int position = (first + p) * kPage + warp * 16 + g + 8 * (c & 1);
-    if (c < 2 && position < n) row_scores[position] = c == 0 ? sum[0] : sum[1];
-  }
-#else
   // q in f16 as B fragments: q_frag[nt][i][lane] holds words 4 i .. 4 i + 3 of lane's 16 for
   // heads 8 nt + g (consecutive lanes read consecutive 16 bytes: no bank conflicts).
   __shared__ uint4 q_frag[kHeadTiles][4][32];
@@ -327,7 +270,6 @@ __global__ void __launch_bounds__(kScoreWarps * 32, kScoreBlocksPerSm)
       if (c < 2 && position < n) row_scores[position] = c == 0 ? sum[p][0] : sum[p][1];
     }
   }
-#endif
   if (!kEarlyTrigger) launch_dependents();  // after the stores: the select's blocks take no room from scoring
 }
 
