@@ -7,7 +7,7 @@ three times (no timing), for a profiler run around it.
 DEFINITION: a name or alias with a CUDA solution (gdn_prefill, dsa_attention, dsa_indexer).
 VARIANT: "name:-DX=1,-DY=2"; a flag "src=FILE" builds FILE (relative to the repository) instead.
 e.g. `gdn_prefill w2: w4:-DGDN_WARPS=4` (GDN_WARPS, GDN_PREP_WARPS, GDN_CHUNK,
-GDN_RANK_FROM_SEQS), `dsa_attention m1: m2:-DDSA_MERGE=2` (DSA_MERGE, DSA_BLOCKS_PER_SM), `dsa_indexer f:
+GDN_RANK_FROM_SEQS), `dsa_attention base: b2:-DDSA_BLOCKS_PER_SM=2` (DSA_BLOCKS_PER_SM), `dsa_indexer f:
 c4:-DIDX_CHUNK_PAGES=4` (IDX_CHUNK_PAGES, IDX_SCORE_BLOCKS_PER_SM, IDX_SELECT_THREADS,
 IDX_DIGIT_BITS, IDX_PAGES_PER_STEP, IDX_EARLY_TRIGGER).
 """

@@ -7,7 +7,7 @@
 #                        it outlives the call while the machine stays warm; the bench's
 #                        flashinfer-topk peer needs it)
 #   attention-variants   the CUDA attention's compile-time variants ($ATTN_VARIANTS, in
-#                        cuda_variants.py's form; default: the shipped merge against DSA_MERGE=2)
+#                        cuda_variants.py's form; default: the shipped build alone)
 #   indexer-variants     the same for the CUDA indexer ($IDX_VARIANTS)
 #   indexer-ncu          each CUDA indexer kernel's own duration under ncu (first of $IDX_VARIANTS,
 #                        kernels serialized), and the score kernel's tensor-core and conversion
@@ -34,7 +34,7 @@ x = torch.randn(2, 4096, device='cuda'); t = torch.arange(4096, device='cuda', d
 flashinfer.top_k_page_table_transform(x, t, torch.full((2,), 4096, device='cuda', dtype=torch.int32), 2048)
 torch.cuda.synchronize(); print('flashinfer top-k ready')" > /tmp/warm_flashinfer.log 2>&1 < /dev/null &
       echo "== warm-flashinfer started (log /tmp/warm_flashinfer.log)" ;;
-    attention-variants) step 200 attention_variants.txt python3 benchmarks/cuda_variants.py dsa_attention ${ATTN_VARIANTS:-m1: m2:-DDSA_MERGE=2} ;;
+    attention-variants) step 200 attention_variants.txt python3 benchmarks/cuda_variants.py dsa_attention ${ATTN_VARIANTS:-base:} ;;
     indexer-variants) step 240 indexer_variants.txt python3 benchmarks/cuda_variants.py dsa_indexer ${IDX_VARIANTS:-base:} ;;
     indexer-ncu)
       v=${IDX_VARIANTS%% *}

@@ -19,7 +19,7 @@
 //    keeps the online softmax (base 2) and 128 of the 512 output columns; a tile of padding
 //    only is skipped. The block writes its partial (acc, and per head the max and the sum)
 //    to a workspace allocated for the call;
-//  * the merge, one warp per (token, head, 128 columns), weighs the kSplits partials:
+//  * the merge, a block per (token, head, 128 columns), weighs the kSplits partials:
 //      m* = max_i m_i,  out = sum_i 2^(m_i - m*) acc_i / sum_i 2^(m_i - m*) l_i,
 //      lse = m* + log2(sum_i 2^(m_i - m*) l_i).
 // No block waits on another (the merge waits for the first kernel through the launch order
@@ -335,41 +335,11 @@ __device__ __forceinline__ void split_weights(const float* __restrict__ part_ml,
   for (int d = 16; d; d /= 2) total += __shfl_xor_sync(0xffffffffu, total, d);
 }
 
-// Grid (4, 16, T), one warp each: columns [128 x, 128 x + 128) of head y of token z, from the
-// kSplits partials (lane i holds the weights of splits i and i + 32).
-template <int kSplits>
-__global__ void __launch_bounds__(32)
-    merge_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                 __nv_bfloat16* __restrict__ output, float* __restrict__ lse) {
-  const int lane = threadIdx.x, head = blockIdx.y, token = blockIdx.z;
-  const int col = blockIdx.x * 128 + 4 * lane;
-  wait_for_primary();
-  const int64_t first = static_cast<int64_t>(token) * kSplits;
-  float w[2], top, total;
-  split_weights<kSplits>(part_ml, first, head, lane, w, top, total);
-  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-  for (int split = 0; split < kSplits; ++split) {
-    const float ws = __shfl_sync(0xffffffffu, w[split / 32], split % 32);
-    const float4 a = *reinterpret_cast<const float4*>(part_acc + ((first + split) * kHeads + head) * kDc + col);
-    o.x += ws * a.x, o.y += ws * a.y, o.z += ws * a.z, o.w += ws * a.w;
-  }
-  const float inv = total > 0.f ? 1.f / total : 0.f;  // no valid slot at all: zeros
-  uint2 packed;
-  packed.x = pack_bf16(o.x * inv, o.y * inv);
-  packed.y = pack_bf16(o.z * inv, o.w * inv);
-  *reinterpret_cast<uint2*>(output + (static_cast<int64_t>(token) * kHeads + head) * kDc + col) = packed;
-  // No valid slot: the reference's lse is -inf; a finite -FLT_MAX merges the same way (weight
-  // 0) and passes the contest, which fails any inf in an output.
-  if (col == 0) lse[token * kHeads + head] = total > 0.f ? top + log2f(total) : -FLT_MAX;
-}
-
-// The merge with every partial load in flight at once (DSA_MERGE=2; measured on the H200 at
-// 8.8 / 10.2 / 13.5 / 14.0 / 14.7 us for T = 1 / 2 / 6 / 7 / 8 against the shipped merge's 9.2 /
-// 10.8 / 13.4 / 13.8 / 14.8, not yet benched or tested as the default): grid (4, 16, T), kMergeWarps warps each, warp w summing splits
-// [w, w + 1) * kSplits / kMergeWarps of columns [128 x, 128 x + 128) of head y of token z, the
-// warps' sums added through shared memory. The shipped merge above walks its splits in groups
-// of 8 dependent loads: ~4 us of the 10.8 at T = 1.
+// Grid (4, 16, T), kMergeWarps warps each: warp w sums splits [w, w + 1) * kSplits / kMergeWarps
+// of columns [128 x, 128 x + 128) of head y of token z, every partial load in flight before the
+// first is used, and the warps' sums are added through shared memory. (A merge of one warp per
+// block walking its splits in groups of 8 dependent loads took ~0.4 us more at T = 1 and 2 and
+// about 0.2 us more on the mean: docs/perf-notes.md, v7-v9.)
 template <int kSplits>
 struct MergeShape {
   static constexpr int kWarps = kSplits >= 4 ? 4 : kSplits, kPerWarp = kSplits / kWarps;
@@ -377,7 +347,7 @@ struct MergeShape {
 
 template <int kSplits>
 __global__ void __launch_bounds__(32 * MergeShape<kSplits>::kWarps)
-    merge_wide_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
+    merge_kernel(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
                       __nv_bfloat16* __restrict__ output, float* __restrict__ lse) {
   constexpr int kMergeWarps = MergeShape<kSplits>::kWarps, kPerWarp = MergeShape<kSplits>::kPerWarp;
   __shared__ float4 sums[kMergeWarps][32];
@@ -411,6 +381,8 @@ __global__ void __launch_bounds__(32 * MergeShape<kSplits>::kWarps)
   packed.x = pack_bf16(o.x * inv, o.y * inv);
   packed.y = pack_bf16(o.z * inv, o.w * inv);
   *reinterpret_cast<uint2*>(output + (static_cast<int64_t>(token) * kHeads + head) * kDc + col) = packed;
+  // No valid slot: the reference's lse is -inf; a finite -FLT_MAX merges the same way (weight
+  // 0) and passes the contest, which fails any inf in an output.
   if (col == 0) lse[token * kHeads + head] = total > 0.f ? top + log2f(total) : -FLT_MAX;
 }
 
@@ -421,9 +393,6 @@ __global__ void __launch_bounds__(32 * MergeShape<kSplits>::kWarps)
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#ifndef DSA_MERGE
-#define DSA_MERGE 1  // 1: merge_kernel (shipped); 2: merge_wide_kernel (timed, ~0.2 us less on the mean)
-#endif
 #ifndef DSA_BLOCKS_PER_SM
 #define DSA_BLOCKS_PER_SM 1  // splits: the most (up to 64) that keep T x splits <= this x SMs
 #endif
@@ -449,14 +418,14 @@ static void launch(const torch::Tensor& q_nope, const torch::Tensor& q_pe, const
 
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(dsa::kDc / 128, dsa::kHeads, tokens);
-  config.blockDim = dim3(DSA_MERGE == 2 ? 32 * dsa::MergeShape<kSplits>::kWarps : 32);
+  config.blockDim = dim3(32 * dsa::MergeShape<kSplits>::kWarps);
   config.stream = stream;
   cudaLaunchAttribute early[1];
   early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   early[0].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = early;
   config.numAttrs = 1;
-  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, DSA_MERGE == 2 ? dsa::merge_wide_kernel<kSplits> : dsa::merge_kernel<kSplits>, static_cast<const float*>(part_acc.data_ptr<float>()),
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, dsa::merge_kernel<kSplits>, static_cast<const float*>(part_acc.data_ptr<float>()),
                                     static_cast<const float*>(part_ml.data_ptr<float>()),
                                     reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()), lse.data_ptr<float>()));
 }

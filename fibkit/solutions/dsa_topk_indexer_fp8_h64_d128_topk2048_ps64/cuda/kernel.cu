@@ -23,11 +23,10 @@
 //    values are converted once per page, in registers, and q once per block, into shared
 //    memory in fragment order. Dims are permuted the same way for q and k (the products are
 //    unchanged): each lane loads 32 contiguous bytes of its two tokens, and the block issues
-//    all of its chunk's loads before the first product. Scores go to a workspace allocated for
-//    the call, [B, M * 64] fp32. (Measured on the H200, this form was no faster than the
-//    emulated fp8 one with q held in registers, which needs no shared memory or barrier:
-//    docs/perf-notes.md, v8; docs/patches/dsa_indexer_q_in_registers.patch adds it, for
-//    comparison.)
+//    all of its chunk's loads, and q's, before the first product. Scores go to a workspace
+//    allocated for the call, [B, M * 64] fp32. (On the H200 the emulated fp8 form with q held
+//    in registers was 0.4-4 us slower, and splitting the heads over two warps, or four product
+//    chains per page, gave nothing on the mean: docs/perf-notes.md, v8 and v9.)
 //  * select_kernel: one block of kSelectThreads per row, placed as the score kernel starts
 //    (its prologue overlaps the scoring; it waits for the scores). The row's scores become
 //    order-preserving 32-bit keys (in shared memory while they fit), and the 2048th largest
@@ -35,7 +34,9 @@
 //    histogram of kDigitBits bits per pass (shared-memory atomics), the digit where the count
 //    from the top reaches what is still needed, and an early stop once the tied group is
 //    taken whole. Then one block-wide scan in position order gives every selected token its
-//    output slot.
+//    output slot. With 1024 threads every instruction is 32 warp issues, so this part is
+//    bound by how many instructions a key costs: 32-bit compares only, and the keys' source
+//    (shared memory, or the scores for a row too long for it) chosen once per row, not per key.
 // No block waits on another (the select waits for the scores only through the launch order),
 // the workspace is the call's own (concurrent calls share nothing), and the output is the same
 // on every run (the slots come from scans, not from the order of atomics).
@@ -47,6 +48,7 @@ constexpr int kHeads = 64, kDim = 128, kPage = 64, kTopk = 2048;
 constexpr int kPageBytes = kPage * (kDim + 4);  // 8448: 64 x 128 fp8 values, then 64 fp32 scales
 constexpr int kScoreWarps = kPage / 16;         // a page per block step, 16 tokens a warp
 constexpr int kHeadTiles = kHeads / 8;  // n-tiles of 8 heads
+constexpr int kScoreThreads = kScoreWarps * 32;
 #ifndef IDX_CHUNK_PAGES
 #define IDX_CHUNK_PAGES 2
 #endif
@@ -161,7 +163,7 @@ struct TokenPair {  // one page's two tokens of a lane: g and g + 8 of its warp'
 
 // Grid: B x ceil(M / kChunkPages) blocks, row-major; block (b, chunk) scores pages
 // [chunk, chunk + 1) * kChunkPages of row b, if the row is longer than 2048 tokens.
-__global__ void __launch_bounds__(kScoreWarps * 32, kScoreBlocksPerSm)
+__global__ void __launch_bounds__(kScoreThreads, kScoreBlocksPerSm)
     score_kernel(const uint8_t* __restrict__ q, const uint8_t* __restrict__ k_cache,
                  const float* __restrict__ weights, const int32_t* __restrict__ seq_lens,
                  const int32_t* __restrict__ block_table, int max_pages, int num_pages, int chunks,
@@ -202,10 +204,19 @@ __global__ void __launch_bounds__(kScoreWarps * 32, kScoreBlocksPerSm)
   __shared__ uint4 q_frag[kHeadTiles][4][32];
   __shared__ float2 w_pairs[kHeads / 2];
   const uint8_t* q_row = q + static_cast<int64_t>(b) * kHeads * kDim;
-  for (int i = threadIdx.x; i < kHeadTiles * 4 * 32; i += kScoreWarps * 32) {
-    const int nt = i / 128, part = (i / 32) % 4, l = i % 32;
-    const uint2 v = __ldg(reinterpret_cast<const uint2*>(q_row + (nt * 8 + l / 4) * kDim + (l % 4) * 32 + part * 8));
-    const uint2 lo = e4m3x4_to_f16x4(v.x), hi = e4m3x4_to_f16x4(v.y);
+  // Every q load in flight at once: a loop from threadIdx.x waits for each load in turn, and
+  // did (its eight round trips were half of a block's 3.5 us before its first product).
+  constexpr int kQLoads = kHeadTiles * 4 * 32 / kScoreThreads;
+  uint2 q_raw[kQLoads];
+#pragma unroll
+  for (int j = 0; j < kQLoads; ++j) {
+    const int i = threadIdx.x + j * kScoreThreads, nt = i / 128, part = (i / 32) % 4, l = i % 32;
+    q_raw[j] = __ldg(reinterpret_cast<const uint2*>(q_row + (nt * 8 + l / 4) * kDim + (l % 4) * 32 + part * 8));
+  }
+#pragma unroll
+  for (int j = 0; j < kQLoads; ++j) {
+    const int i = threadIdx.x + j * kScoreThreads, nt = i / 128, part = (i / 32) % 4, l = i % 32;
+    const uint2 lo = e4m3x4_to_f16x4(q_raw[j].x), hi = e4m3x4_to_f16x4(q_raw[j].y);
     q_frag[nt][part][l] = make_uint4(lo.x, lo.y, hi.x, hi.y);
   }
   if (threadIdx.x < kHeads / 2)
@@ -307,6 +318,75 @@ __device__ __forceinline__ T block_exclusive_scan(T value, T* warp_totals) {
   return before_warp + inclusive - value;
 }
 
+// A long row's selection and output, its keys and slots read through `key(i)` and `slot(i)`
+// (from shared memory, or for a row too long for it, from the scores and the table).
+template <typename Key, typename Slot>
+__device__ __forceinline__ void select_and_place(SelectShared& sh, int n, uint32_t hi, uint32_t lo, int32_t* out,
+                                                 Key key, Slot slot) {
+  const int tid = threadIdx.x;
+  // The selection: keys whose bits from `shift` up exceed those of `prefix`, then the first
+  // `need` in position order of those equal to it there. Bits at or above `top` are the same
+  // in every key of the row; each pass fixes the next digit below them.
+  uint32_t prefix = hi, need = kTopk;
+  int shift = 0;
+  if (hi != lo) {
+    int top = 32 - __clz(hi ^ lo);
+    prefix = top == 32 ? 0u : hi & ~((1u << top) - 1u);
+    for (int pass = 0; top > 0; ++pass) {
+      const int width = min(kDigitBits, top);
+      shift = top - width;
+      uint32_t* hist = sh.hist[pass & 1];
+      const uint32_t fixed = top == 32 ? 0u : ~0u << top, digit_mask = (1u << width) - 1u;  // (prefix has no bits below top)
+      for (int i = tid; i < n; i += kSelectThreads) {
+        const uint32_t k = key(i);
+        if ((k & fixed) == prefix) atomicAdd(&hist[(k >> shift) & digit_mask], 1u);
+      }
+      __syncthreads();
+      // Bins from the top digit down: thread t sums kBinsPerThread of them, the block scans.
+      uint32_t counts[kBinsPerThread], mine = 0;
+#pragma unroll
+      for (int j = 0; j < kBinsPerThread; ++j) mine += counts[j] = hist[kBins - 1 - (tid * kBinsPerThread + j)];
+      for (int i = tid; i < kBins; i += kSelectThreads) sh.hist[(pass + 1) & 1][i] = 0;
+      uint32_t before = block_exclusive_scan(mine, sh.warp_total);
+#pragma unroll
+      for (int j = 0; j < kBinsPerThread; ++j) {  // exactly one bin crosses `need`
+        if (before < need && before + counts[j] >= need)
+          sh.digit = kBins - 1 - (tid * kBinsPerThread + j), sh.above = before, sh.in_digit = counts[j];
+        before += counts[j];
+      }
+      __syncthreads();
+      prefix |= sh.digit << shift;
+      need -= sh.above;
+      top = shift;
+      if (sh.in_digit == need) break;  // the digit's keys are all taken: no lower digit matters
+    }
+  }
+
+  // Each thread's run of consecutive positions; one scan of (above, equal) counts in position
+  // order gives token i its output slot, above(i) + min(equal(i), need).
+  const int per_thread = (n + kSelectThreads - 1) / kSelectThreads;
+  const int begin = min(n, tid * per_thread), end = min(n, begin + per_thread);
+  const uint32_t bar = prefix >> shift;  // (shift < 32)
+  uint32_t above = 0, equal = 0;
+  for (int i = begin; i < end; ++i) {
+    const uint32_t v = key(i) >> shift;
+    above += v > bar, equal += v == bar;
+  }
+  const unsigned long long before =
+      block_exclusive_scan((static_cast<unsigned long long>(above) << 32) | equal, sh.warp_scan);
+  uint32_t at_above = static_cast<uint32_t>(before >> 32), at_equal = static_cast<uint32_t>(before);
+  for (int i = begin; i < end; ++i) {
+    const uint32_t v = key(i) >> shift;
+    if (v > bar) {
+      out[at_above + min(at_equal, need)] = slot(i);
+      ++at_above;
+    } else if (v == bar) {
+      if (at_equal < need) out[at_above + at_equal] = slot(i);
+      ++at_equal;
+    }
+  }
+}
+
 // Grid: B blocks. Block b writes topk_indices[b].
 __global__ void __launch_bounds__(kSelectThreads)
     select_kernel(const float* __restrict__ scores, const int32_t* __restrict__ seq_lens,
@@ -338,12 +418,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   if (keys_cached)
     for (int i = tid; i < (n + kPage - 1) / kPage; i += kSelectThreads) pages[i] = page_of(table_row, i * kPage, num_pages);
   wait_for_primary();
-  auto slot = [&](int i) {
-    return keys_cached ? pages[i / kPage] * kPage + i % kPage : slot_of(table_row, i, num_pages);
-  };
-
   const float* row_scores = scores + static_cast<int64_t>(b) * max_pages * kPage;
-  auto key = [&](int i) { return keys_cached ? cached[i] : order_key(__ldcg(row_scores + i)); };
   uint32_t hi = 0, lo = 0xffffffffu;
   // kLoadBatch loads in flight per thread (a plain loop waits for each load before the next).
   for (int base = tid; base < n; base += kLoadBatch * kSelectThreads) {
@@ -368,67 +443,12 @@ __global__ void __launch_bounds__(kSelectThreads)
   hi = __reduce_max_sync(0xffffffffu, lane < kSelectWarps ? sh.warp_max[lane] : 0u);
   lo = __reduce_min_sync(0xffffffffu, lane < kSelectWarps ? sh.warp_min[lane] : 0xffffffffu);
 
-  // The selection: keys whose bits from `shift` up exceed those of `prefix`, then the first
-  // `need` in position order of those equal to it there. Bits at or above `top` are the same
-  // in every key of the row; each pass fixes the next digit below them.
-  uint32_t prefix = hi, need = kTopk;
-  int shift = 0;
-  if (hi != lo) {
-    int top = 32 - __clz(hi ^ lo);
-    prefix = top == 32 ? 0u : hi & ~((1u << top) - 1u);
-    for (int pass = 0; top > 0; ++pass) {
-      const int width = min(kDigitBits, top);
-      shift = top - width;
-      uint32_t* hist = sh.hist[pass & 1];
-      for (int i = tid; i < n; i += kSelectThreads) {
-        const uint32_t k = key(i);
-        if ((static_cast<uint64_t>(k) >> top) == (static_cast<uint64_t>(prefix) >> top))
-          atomicAdd(&hist[(k >> shift) & ((1u << width) - 1u)], 1u);
-      }
-      __syncthreads();
-      // Bins from the top digit down: thread t sums kBinsPerThread of them, the block scans.
-      uint32_t counts[kBinsPerThread], mine = 0;
-#pragma unroll
-      for (int j = 0; j < kBinsPerThread; ++j) mine += counts[j] = hist[kBins - 1 - (tid * kBinsPerThread + j)];
-      for (int i = tid; i < kBins; i += kSelectThreads) sh.hist[(pass + 1) & 1][i] = 0;
-      uint32_t before = block_exclusive_scan(mine, sh.warp_total);
-#pragma unroll
-      for (int j = 0; j < kBinsPerThread; ++j) {  // exactly one bin crosses `need`
-        if (before < need && before + counts[j] >= need)
-          sh.digit = kBins - 1 - (tid * kBinsPerThread + j), sh.above = before, sh.in_digit = counts[j];
-        before += counts[j];
-      }
-      __syncthreads();
-      prefix |= sh.digit << shift;
-      need -= sh.above;
-      top = shift;
-      if (sh.in_digit == need) break;  // the digit's keys are all taken: no lower digit matters
-    }
-  }
-
-  // Each thread's run of consecutive positions; one scan of (above, equal) counts in position
-  // order gives token i its output slot, above(i) + min(equal(i), need).
-  const int per_thread = (n + kSelectThreads - 1) / kSelectThreads;
-  const int begin = min(n, tid * per_thread), end = min(n, begin + per_thread);
-  const uint64_t bar = static_cast<uint64_t>(prefix) >> shift;
-  uint32_t above = 0, equal = 0;
-  for (int i = begin; i < end; ++i) {
-    const uint64_t v = static_cast<uint64_t>(key(i)) >> shift;
-    above += v > bar, equal += v == bar;
-  }
-  const unsigned long long before =
-      block_exclusive_scan((static_cast<unsigned long long>(above) << 32) | equal, sh.warp_scan);
-  uint32_t at_above = static_cast<uint32_t>(before >> 32), at_equal = static_cast<uint32_t>(before);
-  for (int i = begin; i < end; ++i) {
-    const uint64_t v = static_cast<uint64_t>(key(i)) >> shift;
-    if (v > bar) {
-      out[at_above + min(at_equal, need)] = slot(i);
-      ++at_above;
-    } else if (v == bar) {
-      if (at_equal < need) out[at_above + at_equal] = slot(i);
-      ++at_equal;
-    }
-  }
+  if (keys_cached)
+    select_and_place(sh, n, hi, lo, out, [&](int i) { return cached[i]; },
+                     [&](int i) { return pages[i / kPage] * kPage + i % kPage; });
+  else
+    select_and_place(sh, n, hi, lo, out, [&](int i) { return order_key(__ldcg(row_scores + i)); },
+                     [&](int i) { return slot_of(table_row, i, num_pages); });
 }
 
 }  // namespace dsa_indexer
@@ -456,7 +476,7 @@ void kernel(torch::Tensor q_index_fp8, torch::Tensor k_index_cache_fp8, torch::T
   torch::Tensor scores = torch::empty({score ? batch * row_tokens : 1}, weights.options());
   if (score) {
     const int chunks = static_cast<int>((max_pages + kChunkPages - 1) / kChunkPages);
-    score_kernel<<<static_cast<unsigned>(batch * chunks), kScoreWarps * 32, 0, stream>>>(
+    score_kernel<<<static_cast<unsigned>(batch * chunks), kScoreThreads, 0, stream>>>(
         static_cast<const uint8_t*>(q_index_fp8.data_ptr()), static_cast<const uint8_t*>(k_index_cache_fp8.data_ptr()),
         weights.data_ptr<float>(), seq_lens.data_ptr<int32_t>(), block_table.data_ptr<int32_t>(),
         static_cast<int>(max_pages), num_pages, chunks, scores.data_ptr<float>());
