@@ -2,7 +2,9 @@
 
 Each validates its inputs against the definition (dtype, shape, device, contiguity, and the
 index ranges of the DSA operators) and raises ValueError with the reason, then allocates the
-outputs and calls the definition's default solution in destination-passing style.
+outputs and calls the definition's default solution in destination-passing style. Every call
+enqueues its kernels on the current stream, so a caller may capture it in a CUDA graph (the
+MoE's contest entry point replays graphs it captures itself; the library calls its kernels).
 
 Index range checks read the indices on the host (one synchronization); `check_indices=False`
 skips them (on a hot path, or inside CUDA-graph capture): the indices are then unchecked, and an
@@ -16,34 +18,38 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from fibkit import catalog
 
 
-def solution_call(name: str, variant: str):
+def solution_call(name: str, variant: str, function: Optional[str] = None):
     """(*inputs, *outputs) -> None of one of fibkit's solution folders of definition `name`: a
-    Triton or Python one's entry point imported, a CUDA one built by flashinfer-bench's builder
-    on first use (about a minute, once per machine)."""
+    Triton or Python one's entry point imported (or `function` of its entry file), a CUDA one
+    built by flashinfer-bench's builder on first use (about a minute, once per machine)."""
     from fibkit.evaluate.solution import load, pack, read_config
 
     folder = catalog.SPECS[name].solution_dir(variant)
     cfg = read_config(folder)
     if cfg["build"]["language"] == "cuda":
+        if function is not None:
+            raise ValueError(f"{name}/{variant}: a CUDA solution has one entry point, not {function!r}")
         return load(pack(folder), catalog.load_definition(name))
     file, func = cfg["build"]["entry_point"].split("::")
     module = importlib.import_module(f"fibkit.solutions.{name}.{variant}.{file[:-3]}")
-    return getattr(module, func)
+    return getattr(module, function or func)
 
 
 @lru_cache(maxsize=None)
 def _entry(name: str, interpreted: bool):
-    """The default solution's callable (outputs as arguments); through Triton's interpreter, a
-    CUDA default's Triton twin instead."""
+    """The default solution's callable (outputs as arguments), its library entry where the
+    catalog names one; through Triton's interpreter, a CUDA default's Triton twin instead."""
     spec = catalog.SPECS[name]
-    return solution_call(name, spec.twin if interpreted and spec.twin else spec.default_variant)
+    if interpreted and spec.twin:
+        return solution_call(name, spec.twin)
+    return solution_call(name, spec.default_variant, spec.library_entry)
 
 
 def _validate(name: str, args: Sequence[Any]) -> Dict[str, int]:

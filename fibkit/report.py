@@ -75,7 +75,7 @@ def table(result: dict) -> str:
     spec = catalog.SPECS[result["definition"]]
     peers = sorted({p for r in result["workloads"] for p in r.get("peers", {})})
     head = ["uuid", spec.size_axis, "status", f"{label(result)}_us", "ref_us", "speedup"] + \
-           [f"{p}_us" for p in peers] + ["floor_us", "of_floor"]
+           [f"{p}_us" for p in peers] + ["floor_us", "of_floor", "TFLOP/s", "TB/s"]
     lines = [head]
     for r in sorted(result["workloads"], key=lambda r: r["axes"].get(spec.size_axis, 0)):
         lines.append([r["uuid"][:8], str(r["axes"].get(spec.size_axis)), r["status"],
@@ -83,14 +83,23 @@ def table(result: dict) -> str:
                       _fmt(r.get("speedup_vs_reference"), 1)] +
                      [_fmt(r.get("peers", {}).get(p), 2) for p in peers] +
                      [_fmt(r.get("floor_us"), 2),
-                      "-" if r.get("floor_fraction") is None else f"{r['floor_fraction']:.0%}"])
+                      "-" if r.get("floor_fraction") is None else f"{r['floor_fraction']:.0%}",
+                      _rate(r, "flops"), _rate(r, "bytes")])
     return _align(lines)
+
+
+def _rate(row: dict, amount: str) -> str:
+    """A workload's useful FLOP or bytes (the floor's counts) per second of ours, in units of
+    10^12: TFLOP/s, TB/s."""
+    latency = row.get("latency_us")
+    if not latency or row.get(amount) is None:
+        return "-"
+    return _fmt(row[amount] / latency / 1e6, 1 if amount == "flops" else 2)
 
 
 def summary_line(result: dict) -> str:
     s = summary(result)
-    spec = catalog.SPECS[result["definition"]]
-    parts = [f"{spec.alias} ({result['solution']}): {s['passed']}/{s['workloads']} passed"]
+    parts = [f"{result_title(result)} ({result['solution']}): {s['passed']}/{s['workloads']} passed"]
     if s["mean_latency_us"] is not None:
         parts.append(f"mean {s['mean_latency_us']:.2f} us (floor {s['mean_floor_us']:.2f} us, "
                      f"{s['mean_floor_fraction']:.0%} of floor on average)")
@@ -123,19 +132,35 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "solution"
 
 
+def result_stem(result: dict) -> str:
+    """`<definition>` for inputs of seed 0, `<definition>.seed<N>` for another seed's inputs
+    (a size can be judged on more than one routing: MoE's, issue 15)."""
+    seed = result.get("seed", 0)
+    return result["definition"] + (f".seed{seed}" if seed else "")
+
+
+def result_title(result: dict) -> str:
+    """The definition's alias, and the seed where it is not 0."""
+    seed = result.get("seed", 0)
+    return catalog.SPECS[result["definition"]].alias + (f" (seed {seed})" if seed else "")
+
+
 def write_result(result: dict, out_root: Path) -> Path:
     d = results_dir(out_root, result)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{result['definition']}.json"
+    path = d / f"{result_stem(result)}.json"
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     path.write_text(json.dumps(public, indent=1) + "\n")
     return path
 
 
 def load_results(d: Path) -> List[dict]:
-    """Every definition's result JSON in a results folder, in catalog order."""
-    found = {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")}
-    return [found[name] for name in catalog.SPECS if name in found]
+    """Every result JSON in a results folder (one per definition and seed), in catalog order,
+    then by seed."""
+    order = {name: k for k, name in enumerate(catalog.SPECS)}
+    found = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    found = [r for r in found if isinstance(r, dict) and r.get("definition") in order]
+    return sorted(found, key=lambda r: (order[r["definition"]], r.get("seed", 0)))
 
 
 def plot(result: dict, path: Path) -> None:
@@ -163,7 +188,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel(spec.size_axis)
     ax.set_ylabel("latency (us), CUPTI span, cold L2")
-    ax.set_title(f"{spec.alias} on {result['gpu']}", fontsize=10)
+    ax.set_title(f"{result_title(result)} on {result['gpu']}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -204,16 +229,16 @@ def write_markdown(results: List[dict], d: Path) -> Path:
     for r in results:
         s = summary(r)
         score_txt = ", ".join(f"vs {k} {v:.2f}" for k, v in scores(r).items() if v is not None)
-        lines.append(f"| {catalog.SPECS[r['definition']].alias} | {r['solution']} | {s['passed']}/{s['workloads']} | "
+        lines.append(f"| {result_title(r)} | {r['solution']} | {s['passed']}/{s['workloads']} | "
                      f"{_fmt(s['mean_latency_us'], 2)} | {_fmt(s['mean_floor_us'], 2)} | "
                      f"{'-' if s['mean_floor_fraction'] is None else format(s['mean_floor_fraction'], '.0%')} | "
                      f"{score_txt or '-'} |")
     for r in results:
-        alias = catalog.SPECS[r["definition"]].alias
-        png = d / f"{r['definition']}.png"
+        title = result_title(r)
+        png = d / f"{result_stem(r)}.png"
         plot(r, png)
-        lines += ["", f"## {alias}: `{r['definition']}`", "", f"Timed as {timing_text(r)}.", "",
-                  f"![{alias}]({png.name})", "", "```", table(r), "```"]
+        lines += ["", f"## {title}: `{r['definition']}`", "", f"Timed as {timing_text(r)}.", "",
+                  f"![{title}]({png.name})", "", "```", table(r), "```"]
     path = d / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -182,6 +182,29 @@ def test_report_says_what_each_peer_times(tmp_path):
     assert "`flashinfer-topk`: partial" in text and "`torch`: the definition's PyTorch baseline" in text
 
 
+def test_results_of_two_seeds_sit_side_by_side(tmp_path):
+    """A run on another seed's inputs (MoE's routing: issue 15) writes its own JSON, plot and
+    report section beside seed 0's; the tables give TFLOP/s and TB/s per workload."""
+    import json
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results/NVIDIA_H200/moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048.json"
+    seed0 = json.loads(committed.read_text())
+    seed1 = dict(seed0, seed=1, workloads=[dict(r, latency_us=2 * r["latency_us"]) for r in seed0["workloads"]])
+    paths = [report.write_result(r, tmp_path) for r in (seed1, seed0)]
+    assert [p.name for p in paths] == [f"{seed0['definition']}.seed1.json", f"{seed0['definition']}.json"]
+    folder = paths[0].parent
+    loaded = report.load_results(folder)
+    assert [r.get("seed", 0) for r in loaded] == [0, 1]
+    text = report.write_markdown(loaded, folder).read_text()
+    assert "## moe: `" in text and "## moe (seed 1): `" in text
+    assert (folder / f"{seed0['definition']}.seed1.png").is_file()
+    row = max(seed0["workloads"], key=lambda r: r["flops"])
+    tflops = f"{row['flops'] / row['latency_us'] / 1e6:.1f}"
+    lines = [line for line in report.table(seed0).splitlines() if line.startswith(row["uuid"][:8])]
+    assert "TFLOP/s" in report.table(seed0).splitlines()[0] and tflops in lines[0].split()
+
+
 def test_cache_key_follows_the_synthesis_code(tmp_path, monkeypatch):
     code = tmp_path / "synth.py"
     code.write_text("x = 1\n")

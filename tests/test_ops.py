@@ -74,6 +74,20 @@ def test_indexer_rejects_bad_tables():
         ops.dsa_topk_indexer(*args)
 
 
+def test_moe_library_calls_its_kernels_not_the_graph_cache():
+    """The MoE's contest entry point (`run`) captures CUDA graphs of its own; the library calls
+    `launch`, which only enqueues the kernels (issue 15)."""
+    from fibkit.testing import solution_module
+
+    name = "moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048"
+    module = solution_module(name, "triton")
+    assert ops._entry(name, False) is module.launch
+    assert ops._entry(name, True) is module.launch
+    # The other definitions' libraries call their contest entry points.
+    assert ops._entry("gdn_decode_qk4_v8_d128_k_last", True) is solution_module(
+        "gdn_decode_qk4_v8_d128_k_last", "triton").run
+
+
 def test_moe_rejects_bad_offset():
     with pytest.raises(ValueError, match="local_expert_offset"):
         ops.moe_fp8_block_scale(*[None] * 8, 240, 2.5)

@@ -72,7 +72,8 @@ def write_traces(out: Path, results: Iterable[dict]) -> Path:
                 p = out / "solutions" / spec.op_type / spec.name / f"{_safe(name)}.json"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(sol.model_dump_json(indent=2) + "\n")
-        t = out / "traces" / spec.op_type / f"{spec.name}.jsonl"
+        seed = result.get("seed", 0)  # another seed's inputs: traces of their own beside seed 0's
+        t = out / "traces" / spec.op_type / (f"{spec.name}.seed{seed}.jsonl" if seed else f"{spec.name}.jsonl")
         t.parent.mkdir(parents=True, exist_ok=True)
         t.write_text("".join(json.dumps(r) + "\n" for r in result["_traces"]))
     return out
