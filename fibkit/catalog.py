@@ -91,6 +91,10 @@ class DefSpec:
     # (the contest's timing counts every gap between launches), `launch` enqueues the kernels
     # into the caller's stream, or the caller's graph capture.
     library_entry: Optional[str] = None
+    # oracle(inputs in definition order) -> the first output in float64, more exact than the
+    # reference (which computes in fp32 or bf16): where there is one, each workload's result
+    # gives the solution's relative error against it (first trial), beside the contest's verdict.
+    oracle: Optional[Callable] = None
     # (warm-up runs, timed iterations) per trial, as the contest ran this definition; the
     # reference and the peers are timed the same way.
     timing: Tuple[int, int] = (10, 50)
@@ -201,6 +205,7 @@ SPECS: Dict[str, DefSpec] = {
             judge=Judge(atol=1.0, rtol=0.3, required_ratio=0.9), cost=_moe_cost,
             synthesize=_lazy("fibkit.dataset.moe", "synthesize"), quick_count=4,
             default_variant="triton", library_entry="launch",
+            oracle=_lazy("fibkit.testing", "moe_oracle_of"),
         ),
         DefSpec(
             name="dsa_sparse_attention_h16_ckv512_kpe64_topk2048_ps64",

@@ -54,12 +54,14 @@ def summary(result: dict) -> Dict[str, Optional[float]]:
 def _errors_table(result: dict) -> List[List[str]]:
     """Rows of an untimed run (check): status, errors, and why a workload failed."""
     spec = catalog.SPECS[result["definition"]]
-    lines = [["uuid", spec.size_axis, "status", "max_abs_err", "max_rel_err", "matched", "why"]]
+    oracle = any("oracle_rel_error" in r for r in result["workloads"])
+    lines = [["uuid", spec.size_axis, "status", "max_abs_err", "max_rel_err", "matched"] +
+             ["oracle_rel"] * oracle + ["why"]]
     for r in sorted(result["workloads"], key=lambda r: r["axes"].get(spec.size_axis, 0)):
         why = (r.get("message") or "").strip().splitlines()
         lines.append([r["uuid"][:8], str(r["axes"].get(spec.size_axis)), r["status"],
-                      f"{r['max_abs_error']:.3g}", f"{r['max_rel_error']:.3g}", f"{r['matched_ratio']:.2%}",
-                      why[0][:100] if why else ""])
+                      f"{r['max_abs_error']:.3g}", f"{r['max_rel_error']:.3g}", f"{r['matched_ratio']:.2%}"] +
+                     [_fmt_sci(r.get("oracle_rel_error"))] * oracle + [why[0][:100] if why else ""])
     return lines
 
 
@@ -74,8 +76,13 @@ def table(result: dict) -> str:
         return _align(_errors_table(result))
     spec = catalog.SPECS[result["definition"]]
     peers = sorted({p for r in result["workloads"] for p in r.get("peers", {})})
+    # The accuracy beside the verdict, where the rule lets elements fail (matched: the worst
+    # trial's share within it) or the catalog has a float64 oracle (its relative error).
+    matched = spec.judge.required_ratio < 1
+    oracle = any("oracle_rel_error" in r for r in result["workloads"])
     head = ["uuid", spec.size_axis, "status", f"{label(result)}_us", "ref_us", "speedup"] + \
-           [f"{p}_us" for p in peers] + ["floor_us", "of_floor", "TFLOP/s", "TB/s"]
+           [f"{p}_us" for p in peers] + ["floor_us", "of_floor", "TFLOP/s", "TB/s"] + \
+           ["matched"] * matched + ["oracle_rel"] * oracle
     lines = [head]
     for r in sorted(result["workloads"], key=lambda r: r["axes"].get(spec.size_axis, 0)):
         lines.append([r["uuid"][:8], str(r["axes"].get(spec.size_axis)), r["status"],
@@ -84,8 +91,18 @@ def table(result: dict) -> str:
                      [_fmt(r.get("peers", {}).get(p), 2) for p in peers] +
                      [_fmt(r.get("floor_us"), 2),
                       "-" if r.get("floor_fraction") is None else f"{r['floor_fraction']:.0%}",
-                      _rate(r, "flops"), _rate(r, "bytes")])
+                      _rate(r, "flops"), _rate(r, "bytes")] +
+                     [_percent(r.get("matched_ratio"))] * matched +
+                     [_fmt_sci(r.get("oracle_rel_error"))] * oracle)
     return _align(lines)
+
+
+def _percent(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _fmt_sci(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.1e}"
 
 
 def _rate(row: dict, amount: str) -> str:
@@ -142,7 +159,7 @@ def result_stem(result: dict) -> str:
 def result_title(result: dict) -> str:
     """The definition's alias, and the seed where it is not 0."""
     seed = result.get("seed", 0)
-    return catalog.SPECS[result["definition"]].alias + (f" (seed {seed})" if seed else "")
+    return catalog.SPECS[result["definition"]].alias + (f", seed {seed}" if seed else "")
 
 
 def write_result(result: dict, out_root: Path) -> Path:

@@ -197,12 +197,39 @@ def test_results_of_two_seeds_sit_side_by_side(tmp_path):
     loaded = report.load_results(folder)
     assert [r.get("seed", 0) for r in loaded] == [0, 1]
     text = report.write_markdown(loaded, folder).read_text()
-    assert "## moe: `" in text and "## moe (seed 1): `" in text
+    assert "## moe: `" in text and "## moe, seed 1: `" in text
     assert (folder / f"{seed0['definition']}.seed1.png").is_file()
     row = max(seed0["workloads"], key=lambda r: r["flops"])
     tflops = f"{row['flops'] / row['latency_us'] / 1e6:.1f}"
     lines = [line for line in report.table(seed0).splitlines() if line.startswith(row["uuid"][:8])]
     assert "TFLOP/s" in report.table(seed0).splitlines()[0] and tflops in lines[0].split()
+
+
+def test_moe_results_carry_the_float64_oracle_error():
+    """MoE's float64 oracle gives each workload's relative error (issue 15): about bf16's
+    rounding for a rounded oracle, 1 for zeros; the report shows it beside the matched share."""
+    from fibkit.evaluate.runner import oracle_rel_error
+    from fibkit.testing import moe_inputs, moe_oracle_of
+
+    spec = catalog.SPECS["moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048"]
+    args = moe_inputs(6, 256, 128, 96, "cpu", seed=4, routing="hot")
+    want = moe_oracle_of(args)
+    assert want.norm() > 0
+    assert 0 < oracle_rel_error(spec, args, [want.bfloat16()]) < 4e-3
+    assert oracle_rel_error(spec, args, [torch.zeros_like(want)]) == pytest.approx(1.0)
+    assert oracle_rel_error(catalog.SPECS[DECODE.name], args, [want]) is None  # no oracle
+    row = {"uuid": "0123456789", "axes": {"seq_len": 6}, "status": "PASSED", "latency_us": 10.0,
+           "matched_ratio": 0.9876, "oracle_rel_error": 2.5e-3, "floor_us": 5.0, "flops": 1e9, "bytes": 1e7}
+    head, line = report.table({"definition": spec.name, "timing_method": "cupti", "workloads": [row]}).splitlines()
+    assert head.split()[-2:] == ["matched", "oracle_rel"] and line.split()[-2:] == ["98.8%", "2.5e-03"]
+
+
+def test_moe_rows_give_the_oracle_error_end_to_end():
+    """The runner puts the oracle's relative error in the main solution's row (the torch
+    baseline on the smallest workload, on the CPU)."""
+    moe = catalog.SPECS["moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048"]
+    rows = evaluate(spec=moe, variant="baseline", trials=1)
+    assert rows[0]["status"] == "PASSED" and 0 <= rows[0]["oracle_rel_error"] < 1e-2
 
 
 def test_cache_key_follows_the_synthesis_code(tmp_path, monkeypatch):

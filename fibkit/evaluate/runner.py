@@ -11,7 +11,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -131,6 +131,18 @@ class _Trial:
 class _Outcome:
     verdict: judging.Verdict
     latency_us: Optional[float] = None
+    oracle_rel_error: Optional[float] = None  # (the main solution, first trial, where the catalog has an oracle)
+
+
+def oracle_rel_error(spec: DefSpec, inputs: Sequence[Any], outs: Sequence[torch.Tensor]) -> Optional[float]:
+    """||first output - oracle|| / ||oracle|| (0 where both are zero), or None without an oracle."""
+    if spec.oracle is None:
+        return None
+    with torch.no_grad():
+        want = spec.oracle(list(inputs)).double()
+        diff = (outs[0].double() - want).norm().item()
+        scale = want.norm().item()
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
 
 
 class _Evaluation:
@@ -183,19 +195,21 @@ class _Evaluation:
         time limit."""
         try:
             with deadline(self.opts.timeout_s):
-                verdict = judging.Verdict()
-                for tr in trials:
+                verdict, oracle_rel = judging.Verdict(), None
+                for k, tr in enumerate(trials):
                     outs, failed = call_solution(c, self.definition, self.spec.judge, wl.axes,
                                                  tr.inputs, self.device)
                     v = failed or judging.judge(self.spec.judge, self.definition, tr.inputs, outs, tr.refs)
                     verdict = verdict.merge(v)
+                    if k == 0 and c is self.main and outs is not None:
+                        oracle_rel = oracle_rel_error(self.spec, tr.inputs, outs)
                     del outs
                     if not verdict.passed:
-                        return _Outcome(verdict)
+                        return _Outcome(verdict, None, oracle_rel)
                 if not self.opts.timing:
-                    return _Outcome(verdict)
+                    return _Outcome(verdict, None, oracle_rel)
                 try:
-                    return _Outcome(verdict, self._time(c, trials, wl.axes))
+                    return _Outcome(verdict, self._time(c, trials, wl.axes), oracle_rel)
                 except Exception as e:
                     return _Outcome(judging.Verdict(judging.RUNTIME_ERROR,
                                                     message=f"while timing: {type(e).__name__}: {e}"))
@@ -216,6 +230,8 @@ class _Evaluation:
             "uuid": wl.uuid, "axes": dict(wl.axes), "status": v.status,
             "max_abs_error": v.max_abs, "max_rel_error": v.max_rel, "matched_ratio": v.matched_ratio,
         }
+        if main.oracle_rel_error is not None:
+            row["oracle_rel_error"] = main.oracle_rel_error
         if v.message:
             row["message"] = v.message
         if self.opts.verbose and not v.passed:
