@@ -58,6 +58,7 @@ def write_traces(out: Path, results: Iterable[dict]) -> Path:
     """Write each result's traces (`_traces`), its definition and the solutions they name
     (`_solutions`) under `out`."""
     from fibkit import catalog
+    from fibkit.report import result_stem
 
     out = Path(out)
     for result in results:
@@ -72,8 +73,8 @@ def write_traces(out: Path, results: Iterable[dict]) -> Path:
                 p = out / "solutions" / spec.op_type / spec.name / f"{_safe(name)}.json"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(sol.model_dump_json(indent=2) + "\n")
-        seed = result.get("seed", 0)  # another seed's inputs: traces of their own beside seed 0's
-        t = out / "traces" / spec.op_type / (f"{spec.name}.seed{seed}.jsonl" if seed else f"{spec.name}.jsonl")
+        # Another seed's inputs: traces of their own beside seed 0's, named as its results are.
+        t = out / "traces" / spec.op_type / f"{result_stem(result)}.jsonl"
         t.parent.mkdir(parents=True, exist_ok=True)
         t.write_text("".join(json.dumps(r) + "\n" for r in result["_traces"]))
     return out
