@@ -54,23 +54,30 @@ def extra_cases():
 
 
 def variants(tokens):
-    """Configurations around the default: one GEMM's tile changed at a time, the fp8
-    intermediate, the small kernels' launch shapes."""
+    """Configurations around the default: the intermediate's formats, one GEMM's tile changed
+    at a time, the routing kernel's launch shape."""
     base = moe.launch_config(tokens)
     yield "default", {}
-    yield "fp8 intermediate", {"inter_fp8": True}
-    g = lambda name, **kw: (name, dict(base[name], **kw))
+    for inter in ("bf16", "fp8"):
+        yield f"{inter} intermediate", {"intermediate": inter}
+
+    def g(name, **kw):
+        return " ".join(f"{k}={v}" for k, v in kw.items()), {name: dict(base[name], **kw)}, name
+
     if tokens <= 128:
-        changes = [g("gemm1", progs_per_sm=2), g("gemm2", progs_per_sm=3),
-                   g("gemm2", swap=True), g("gemm1", BK=256, num_stages=3)]
+        changes = [g("gemm1", split=1), g("gemm1", split=4), g("gemm1", num_stages=6),
+                   g("gemm1", BN=128), g("gemm2", num_stages=6), g("gemm2", BN=64)]
     elif tokens <= 2048:
-        changes = [g("gemm1", progs_per_sm=None), g("gemm2", swap=True),
-                   g("gemm2", BM=32, num_stages=4)]
+        changes = [g("gemm1", progs_per_sm=None), g("gemm2", num_stages=4),
+                   g("gemm1", BM=64, num_warps=4), g("gemm2", BN=64, progs_per_sm=4)]
     else:
-        changes = [g("gemm2", swap=False), g("gemm2", num_stages=3),
-                   g("gemm1", BM=64, num_warps=4, progs_per_sm=2)]
-    for gemm, shape in changes:
-        yield f"{gemm} {shape}", {gemm: shape}
+        changes = [g("gemm1", BM=64, BN=128, num_warps=4, progs_per_sm=2, num_stages=4),
+                   g("gemm1", num_stages=4), g("gemm2", num_stages=3, num_warps=4, BM=64)]
+        for bt, w in ((1, 1), (2, 1), (4, 2)):  # routing: fewer tokens and warps per program
+            label, cfg, _ = g("gemm1")
+            changes.append((f"route {bt} x {w}", dict(cfg, route_tokens=bt, route_warps=w), "-"))
+    for label, cfg, gemm in changes:
+        yield f"{gemm} {label}", cfg
 
 
 def breakdown(fn, args, iters=10):
@@ -114,14 +121,16 @@ def sweep(tokens_wanted):
                 print(f"    {label}: FAIL {type(e).__name__}: {str(e)[:100]}")
                 continue
             rel = ((out.double() - ref.double()).norm() / ref.double().norm()).item()
-            print(f"    {label}: {us:8.1f} us  {us / floor:5.2f}x floor  "
+            print(f"    {label}: {us:8.1f} us  {us / floor:5.2f}x floor  matched {v.matched_ratio:.2%}  "
                   f"{cost.flops / us / 1e6:6.0f} TFLOP/s  {cost.bytes / us / 1e6:5.2f} TB/s  "
                   f"rel {rel:.1e}")
-            if label in ("default", "fp8 intermediate"):
+            if label in ("default", "bf16 intermediate", "fp8 intermediate"):
                 profiled.append((label, graphed, out))
         # After the timings: a torch.profiler session distorts the next CUPTI timings (x2).
         for label, graphed, out in profiled:
             print(f"    {label} per kernel (us): {breakdown(graphed, args + [out])}")
+        if profiled:  # the CUPTI session right after a profiler's reads ~2x high: spend it here
+            time_us(profiled[0][1], args + [profiled[0][2]], warmup=1, iters=3)
         del ref
         torch.cuda.empty_cache()
 
@@ -133,7 +142,8 @@ def accuracy():
     rows += list(extra_cases())
     for label, args in rows:
         want = moe_oracle_of(args)
-        for inter, cfg in (("bf16", {}), ("fp8", {"inter_fp8": True})):
+        for inter in ("bf16", "fp8", "fp8_pair"):
+            cfg = {"intermediate": inter}
             out = torch.full((args[2].shape[0], 7168), float("nan"), dtype=torch.bfloat16,
                              device="cuda")
             moe.launch(*args, out, config=cfg)

@@ -30,7 +30,7 @@ def check(args, config=None, graph=False, tol=1e-2):
 
 
 def small_config(**changes):
-    return dict(dict(gemm1=dict(SMALL), gemm2=dict(SMALL), inter_fp8=False, route_tokens=4,
+    return dict(dict(gemm1=dict(SMALL), gemm2=dict(SMALL), intermediate="bf16", route_tokens=4,
                      route_warps=4, combine_cols=128, combine_warps=4), **changes)
 
 
@@ -61,7 +61,27 @@ def test_moe_fp8_intermediate(device):
     mantissa bits, so expect ~3% error instead of bf16's <1%."""
     narrow = dict(SMALL, BN=32, BK=32)
     check(make_inputs(21, 256, 128, 32, device, seed=4, routing="hot"),
-          small_config(gemm1=narrow, gemm2=narrow, inter_fp8=True), tol=8e-2)
+          small_config(gemm1=narrow, gemm2=narrow, intermediate="fp8"), tol=8e-2)
+
+
+def test_moe_fp8_pair_intermediate(device):
+    """The intermediate as two fp8 planes (value, and its rounding error at the same scale):
+    the error of bf16, several times below one fp8 plane's on the same inputs."""
+    narrow = dict(SMALL, BN=32, BK=32)
+    args = make_inputs(21, 256, 128, 32, device, seed=4, routing="hot")
+    want = oracle(args).norm()
+    errors = {}
+    for inter in ("fp8", "fp8_pair"):
+        out = check(args, small_config(gemm1=narrow, gemm2=narrow, intermediate=inter), tol=8e-2)
+        errors[inter] = ((out.double() - oracle(args)).norm() / want).item()
+    assert errors["fp8_pair"] < 1e-2 and errors["fp8_pair"] < errors["fp8"] / 3, errors
+
+
+def test_moe_rejects_an_unknown_intermediate(device):
+    args = make_inputs(3, 256, 128, 0, device, seed=5)
+    out = torch.empty(3, 256, dtype=torch.bfloat16, device=device)
+    with pytest.raises(ValueError, match="intermediate"):
+        solution_module(NAME, "triton").launch(*args, out, config=small_config(intermediate="fp4"))
 
 
 def test_moe_rejects_tiles_the_scales_cannot_follow(device):
@@ -144,3 +164,15 @@ def test_moe_library_api_captures_into_the_callers_graph():
         want = oracle(args)
         assert_judged_close(NAME, out, want, "output")
         assert ((out.double() - want).norm() / want.norm().clamp_min(1e-300)).item() < 1e-2
+
+
+@pytest.mark.parametrize("split,routing", [(2, "hot"), (4, "random")])
+def test_moe_gemm1_split_k(split, routing, device):
+    """GEMM1's K split over programs, the last to arrive summing the partials in split order:
+    the same result as unsplit, within rounding, and the same bits on a repeat."""
+    args = make_inputs(7, 512, 128, 64, device, seed=split, routing=routing)
+    config = small_config(gemm1=dict(SMALL, split=split))
+    first = check(args, config)
+    assert torch.equal(first, check(args, config))
+    unsplit = check(args, small_config())
+    assert max_error_of_max(first, unsplit.double()) <= 1e-2

@@ -16,15 +16,15 @@ I=2048] fp8 with scales [E, H/128, I/128]; output [T, H] bf16.
    Tiles come from the counters in the kernel (no host sync); an expert no token picked has
    no tiles, so its weights are never read. Weights arrive by TMA, the gathered token rows by
    pointer loads. fp8 x fp8 dots per 128 of K, scaled by the token's and the weight block's
-   scales, accumulate in fp32; up and gate are two accumulators of one tile, and the epilogue
-   writes silu(gate) * up in bf16. Rows are compact, in expert order: row = (pairs of lower
-   experts) + slot.
-3. `gemm2_kernel`: the same walk over [H] outputs; the bf16 intermediate (TMA) x fp8 weights
-   widened to bf16 (exact), one scale per 128 x 128 weight block (at large T as the
-   transposed product, weights as the register operand); the epilogue multiplies by the
-   routing weight and writes each pair's row of y [pairs, H] in bf16. Optionally
-   (inter_fp8) the intermediate is re-quantized to fp8 as serving stacks do: GEMM2 is then an
-   fp8 GEMM, 2.4x faster at 12k tokens, at ~2.3% relative error instead of 0.3%.
+   scales, accumulate in fp32; up and gate are two accumulators of one tile. At T <= 4 each
+   tile's K is split over 4 programs (the last to arrive sums the parts in split order). The
+   epilogue computes silu(gate) * up and writes it as two fp8 planes with one scale per row
+   per tile: the value's e4m3 rounding, and the rounding of what that left (near bf16's
+   precision; `_PLANES` lists the other formats). Rows are compact, in expert order: row =
+   (pairs of lower experts) + slot.
+3. `gemm2_kernel`: the same walk over [H] outputs, fp8 x fp8: both planes' dots go into one
+   block sum, scaled by the row's and the weight block's scales. The epilogue multiplies by the
+   routing weight and writes each pair's row of y [pairs, H] in bf16.
 4. `combine_kernel`: each token sums its pairs' rows in top-k order in fp32 (no atomics, so
    the output does not depend on the slot order the atomics gave) and writes bf16; a token
    with no local expert gets zeros.
@@ -100,16 +100,23 @@ def route_kernel(logits_ptr, bias_ptr, counts_ptr, pair_token_ptr, pair_weight_p
 @triton.jit
 def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr,
                  counts_ptr, pair_token_ptr, pair_weight_ptr, num_tokens, N, K,
-                 GEMM1: tl.constexpr, A_FP8: tl.constexpr, A_QB: tl.constexpr,
-                 OUT_FP8: tl.constexpr, LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                 part_ptr, arrivals_ptr, split_stride,
+                 GEMM1: tl.constexpr, PLANES: tl.constexpr, A_QB: tl.constexpr,
+                 LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                  BK: tl.constexpr, SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr):
+                 SWAP: tl.constexpr, SPLIT: tl.constexpr, WS: tl.constexpr):
     """Both grouped GEMMs; see gemm1_kernel and gemm2_kernel for what each computes. Programs
     walk the tiles (expert, n, m), m fastest. A loop step covers BK of K in BK / SUB sub-steps
     of SUB <= QB (one weight scale each): adjacent sub-steps' loads leave together, so each
     weight row is read in runs of BK bytes. SWAP (bf16 GEMM2) computes the transposed tile
     w a^T: the weights, widened to bf16 in registers, are the MMA's register operand, so they
-    make no round trip through shared memory, and few rows still fill the MMA's N side."""
+    make no round trip through shared memory, and few rows still fill the MMA's N side.
+
+    SPLIT > 1 (GEMM1, small T: too few tiles to keep every SM streaming weights): each tile's K
+    is split SPLIT ways over as many programs. Each writes its fp32 up and gate partials to
+    `part` [SPLIT, max_pairs, 2N], then counts itself in the tile's arrival counter (zeroed
+    for the call); the last to arrive adds the SPLIT partials in split order (the same sum
+    whichever program is last) and writes the tile's output. No program waits on another."""
     experts = tl.arange(0, LOCAL)
     count = tl.load(counts_ptr + experts)
     m_tiles = (count + BM - 1) // BM
@@ -119,7 +126,8 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
     w_rows = 2 * N if GEMM1 else N
     kq = K // QB
     offs_k = tl.arange(0, SUB)
-    for tile in range(tl.program_id(0), tl.sum(tiles), NUM_PROGS):
+    for work in range(tl.program_id(0), tl.sum(tiles) * SPLIT, NUM_PROGS):
+        tile, split = work // SPLIT, work % SPLIT
         e = tl.sum((tile_end <= tile).to(tl.int32))
         this = experts == e
         in_expert = tile - tl.sum(tl.where(this, tile_end - tiles, 0))
@@ -141,7 +149,8 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
             a_scale_ptrs = a_scale_ptr + rows * (K // A_QB)
         acc = tl.zeros((BN, BM) if SWAP else (BM, BN), dtype=tl.float32)
         gate = tl.zeros((BM, BN), dtype=tl.float32)
-        for k0 in range(0, K, BK):
+        k_span = K // SPLIT
+        for k0 in tl.range(split * k_span, (split + 1) * k_span, BK, warp_specialize=WS):
             for sub in tl.static_range(BK // SUB):
                 k = k0 + sub * SUB
                 w = w_desc.load([w_row, k])
@@ -154,25 +163,52 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                     wg_scale = tl.load(wg_scale_ptrs + k // QB)
                     acc += tl.dot(a, tl.trans(w)) * (a_scale * w_scale)[:, None]
                     gate += tl.dot(a, tl.trans(wg)) * (a_scale * wg_scale)[:, None]
-                elif A_FP8:
+                elif PLANES > 0:
                     a = a_desc.load([first_row, k])
                     a_scale = tl.load(a_scale_ptrs + k // A_QB, mask=live, other=0.0)
-                    acc += tl.dot(a, tl.trans(w)) * (a_scale * w_scale)[:, None]
+                    part = tl.dot(a, tl.trans(w))
+                    if PLANES == 2:  # the low plane (same scale) into the same block sum
+                        part = tl.dot(a_desc.load([first_row, K + k]), tl.trans(w), part)
+                    acc += part * (a_scale * w_scale)[:, None]
                 elif SWAP:
                     a = a_desc.load([first_row, k])
                     acc += tl.dot(w.to(tl.bfloat16), tl.trans(a)) * w_scale
                 else:
                     a = a_desc.load([first_row, k])
                     acc += tl.dot(a, tl.trans(w.to(tl.bfloat16))) * w_scale
-        out_ptrs = out_ptr + rows.to(tl.int64)[:, None] * N + n0 + tl.arange(0, BN)[None, :]
+        out_row = N * PLANES if GEMM1 and PLANES > 0 else N
+        out_ptrs = out_ptr + rows.to(tl.int64)[:, None] * out_row + n0 + tl.arange(0, BN)[None, :]
+        last = True
+        if SPLIT > 1:
+            cols = n0 + tl.arange(0, BN)[None, :]
+            part_rows = part_ptr + rows.to(tl.int64)[:, None] * (2 * N) + cols
+            stride = split_stride  # one split's partials: max_pairs x 2N
+            tl.store(part_rows + split * stride, acc, mask=live[:, None])
+            tl.store(part_rows + split * stride + N, gate, mask=live[:, None])
+            # Every thread's partials stored before the arrival is counted (the barrier), which
+            # releases them at GPU scope; the last to arrive acquires the others'.
+            tl.debug_barrier()
+            last = tl.atomic_add(arrivals_ptr + tile, 1, sem="acq_rel", scope="gpu") == SPLIT - 1
+            if last:
+                acc = tl.zeros((BM, BN), dtype=tl.float32)
+                gate = tl.zeros((BM, BN), dtype=tl.float32)
+                for s in range(SPLIT):
+                    acc += tl.load(part_rows + s * stride, mask=live[:, None], other=0.0)
+                    gate += tl.load(part_rows + s * stride + N, mask=live[:, None], other=0.0)
         if GEMM1:
-            acc = gate / (1.0 + tl.exp(-gate)) * acc  # silu of the second half times the first
-            if OUT_FP8:
-                scale = tl.maximum(tl.max(tl.abs(acc), axis=1), 1e-30) / 448.0
-                tl.store(out_scale_ptr + rows * (N // BN) + n0 // BN, scale, mask=live)
-                tl.store(out_ptrs, (acc / scale[:, None]).to(tl.float8e4nv), mask=live[:, None])
-            else:
-                tl.store(out_ptrs, acc.to(tl.bfloat16), mask=live[:, None])
+            if last:
+                acc = gate / (1.0 + tl.exp(-gate)) * acc  # silu of the second half times the first
+                if PLANES > 0:
+                    scale = tl.maximum(tl.max(tl.abs(acc), axis=1), 1e-30) / 448.0
+                    tl.store(out_scale_ptr + rows * (N // BN) + n0 // BN, scale, mask=live)
+                    scaled = acc / scale[:, None]
+                    high = scaled.to(tl.float8e4nv)
+                    tl.store(out_ptrs, high, mask=live[:, None])
+                    if PLANES == 2:  # what the high plane's 3 mantissa bits left, same scale
+                        low = (scaled - high.to(tl.float32)).to(tl.float8e4nv)
+                        tl.store(out_ptrs + N, low, mask=live[:, None])
+                else:
+                    tl.store(out_ptrs, acc.to(tl.bfloat16), mask=live[:, None])
         else:
             weight = tl.load(pair_weight_ptr + e * num_tokens + slots, mask=live, other=0.0)
             if SWAP:
@@ -184,30 +220,36 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
 
 @triton.jit
 def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr, counts_ptr,
-                 pair_token_ptr, num_tokens, N, K, OUT_FP8: tl.constexpr, LOCAL: tl.constexpr,
+                 pair_token_ptr, num_tokens, N, K, part_ptr, arrivals_ptr, split_stride,
+                 PLANES: tl.constexpr, LOCAL: tl.constexpr,
                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                 QB: tl.constexpr, NUM_PROGS: tl.constexpr):
+                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, SPLIT: tl.constexpr,
+                 WS: tl.constexpr):
     """out[row, :N] = silu(x w_gate^T) * (x w_up^T) for each pair's row: x = the pair's token's
     hidden row (fp8 [T, K], gathered; scales [K/QB, T]); w [E, 2N, K] fp8 through a TMA
     descriptor over [E * 2N, K], one scale per QB x QB block; up = rows [0, N), gate = [N, 2N).
-    out: bf16 [pairs, N], or fp8 with one scale per row per BN columns (OUT_FP8)."""
+    out: bf16 [pairs, N] (PLANES 0), or fp8 [pairs, PLANES * N] with one scale per row per BN
+    columns: the value's e4m3 rounding in [0, N) and, for PLANES 2, the rounding of what it
+    left in [N, 2N). SPLIT: K in that many parts (see _expert_gemm)."""
     _expert_gemm(x_ptr, x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr,
-                 counts_ptr, pair_token_ptr, pair_token_ptr, num_tokens, N, K, True, False, QB,
-                 OUT_FP8, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False)
+                 counts_ptr, pair_token_ptr, pair_token_ptr, num_tokens, N, K,
+                 part_ptr, arrivals_ptr, split_stride, True, PLANES, QB,
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, SPLIT, WS)
 
 
 @triton.jit
 def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pair_weight_ptr,
-                 num_tokens, N, K, A_FP8: tl.constexpr, A_QB: tl.constexpr,
+                 num_tokens, N, K, PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr):
+                 SWAP: tl.constexpr, WS: tl.constexpr):
     """y[row, :N] = routing weight * (a w^T) in bf16: a = the pair's intermediate row through a
-    TMA descriptor (bf16, or fp8 with scales [rows, K/A_QB]); w [E, N, K] fp8 (widened to bf16
-    for a bf16 a), one scale per QB x QB block."""
+    TMA descriptor (bf16, or PLANES fp8 planes with scales [rows, K/A_QB], summed in each
+    block's dot); w [E, N, K] fp8 (widened to bf16 for a bf16 a), one scale per QB x QB block."""
     _expert_gemm(y_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, a_scale_ptr,
-                 counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K, False, A_FP8, A_QB,
-                 False, LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP)
+                 counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K,
+                 y_ptr, counts_ptr, 0, False, PLANES, A_QB,
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, 1, WS)
 
 
 @triton.jit
@@ -239,30 +281,47 @@ def _sm_count(device) -> int:
 # streams weights: thin row tiles, many narrow column tiles. Large T is tensor-core work.
 # progs_per_sm None: one program per possible tile (the hardware hands tiles to free SMs);
 # a number: that many persistent programs per SM walk the tiles.
-def _tile(bm, bn, bk, warps, stages, per_sm, swap=False):
+def _tile(bm, bn, bk, warps, stages, per_sm, swap=False, split=1, ws=False):
     return dict(BM=bm, BN=bn, BK=bk, num_warps=warps, num_stages=stages, progs_per_sm=per_sm,
-                swap=swap)
+                swap=swap, split=split, ws=ws)
 
 
 def launch_config(tokens: int) -> dict:
-    """inter_fp8 (off): the intermediate in fp8 makes GEMM2 2.4x faster at 12k tokens but
-    costs ~2.3% relative error (bf16: 0.3%); see docs/perf-notes.md."""
+    """intermediate: how GEMM1 hands its output to GEMM2 (see _PLANES)."""
     if tokens <= 128:
-        gemm1, gemm2 = _tile(16, 64, 128, 4, 4, 3), _tile(16, 64, 128, 4, 4, None)
+        # A token or two hit one or two experts: 16 GEMM1 tiles each, too few for the SMs, so
+        # K is split 4 ways (T = 1: 65 -> 57 us); from T = 7 on, splitting costs more than it
+        # gives. 128-column tiles read longer weight runs than 64 (T = 80: 320 -> 295 us).
+        gemm1 = _tile(16, 128, 128, 4, 4, 3, split=4 if tokens <= 4 else 1)
+        gemm2 = _tile(16, 128, 128, 4, 4, None)
     elif tokens <= 2048:
         gemm1, gemm2 = _tile(32, 128, 128, 4, 4, 2), _tile(64, 128, 128, 4, 3, 2)
     else:
         gemm1, gemm2 = _tile(128, 128, 128, 8, 3, 1), _tile(128, 128, 128, 8, 4, 1, swap=True)
-    return dict(gemm1=gemm1, gemm2=gemm2, inter_fp8=False, route_tokens=8, route_warps=4,
-                combine_cols=1024, combine_warps=4)
+    # Routing: a token per one-warp program (its reductions stay in the warp): 7 -> 3.5 us at
+    # T <= 80.
+    return dict(gemm1=gemm1, gemm2=gemm2, intermediate="fp8_pair", route_tokens=1,
+                route_warps=1, combine_cols=1024, combine_warps=4)
+
+
+# The intermediate's formats. "bf16": GEMM2 widens the fp8 weights to bf16 in registers and
+# runs bf16 MMAs. "fp8": one e4m3 plane per row with one scale per row per GEMM1 column tile,
+# as serving stacks do; GEMM2 is an fp8 GEMM (2.4x faster at 12k tokens) but ~2.3% relative
+# error (bf16: 0.3%). "fp8_pair": a second e4m3 plane holds the rounding error of the first at
+# the same scale (hi + lo keeps ~7 mantissa bits, near bf16): two fp8 MMAs per block into one
+# block sum, no widening.
+_PLANES = {"bf16": 0, "fp8": 1, "fp8_pair": 2}
+
+
+def _tile_bound(local, max_pairs, n, cfg):
+    """Upper bound of a GEMM's tiles: one partial row tile per expert with pairs, plus full ones."""
+    return (min(local, max_pairs) + max_pairs // cfg["BM"]) * (n // cfg["BN"])
 
 
 def _gemm_grid(local, max_pairs, n, cfg, sms):
-    bm, bn = cfg["BM"], cfg["BN"]
-    # Upper bound of the row tiles: one partial tile per expert with pairs, plus full ones.
-    tiles = (min(local, max_pairs) + max_pairs // bm) * (n // bn)
+    work = _tile_bound(local, max_pairs, n, cfg) * cfg.get("split", 1)
     per_sm = cfg["progs_per_sm"]
-    return max(1, tiles if per_sm is None else min(tiles, sms * per_sm))
+    return max(1, work if per_sm is None else min(work, sms * per_sm))
 
 
 def _check_tile(cfg, n, k, a_qb):
@@ -287,17 +346,32 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
     dev = hidden_states.device
     sms = _sm_count(dev)
     max_pairs = tokens * min(TOP_K, local)
-    counts = torch.zeros(local, dtype=torch.int32, device=dev)
+    c1, c2 = cfg["gemm1"], cfg["gemm2"]
+    split1 = c1.get("split", 1)
+    if c2.get("split", 1) != 1 or split1 < 1 or hidden % (split1 * c1["BK"]):
+        raise ValueError(f"moe: GEMM1 split {split1} must be >= 1 with split x BK dividing {hidden} "
+                         f"(GEMM2 does not split)")
+    # The experts' pair counters and, for a split GEMM1, its tiles' arrival counters: zeroed
+    # together, per call.
+    arrivals = _tile_bound(local, max_pairs, inter, c1) if split1 > 1 else 0
+    counters = torch.zeros(local + arrivals, dtype=torch.int32, device=dev)
+    counts = counters[:local]
     pair_token = torch.empty(local * tokens, dtype=torch.int32, device=dev)
     pair_weight = torch.empty(local * tokens, dtype=torch.float32, device=dev)
     pair_code = torch.empty(tokens, TOP_K, dtype=torch.int32, device=dev)
     # The intermediate: bf16, or fp8 with one scale per row per GEMM1 column tile.
     inter_bn = cfg["gemm1"]["BN"]
-    inter_dtype = torch.float8_e4m3fn if cfg["inter_fp8"] else torch.bfloat16
-    inter_rows = torch.empty(max_pairs, inter, dtype=inter_dtype, device=dev)
-    scale_rows = max_pairs if cfg["inter_fp8"] else 1  # bf16: a placeholder argument
+    planes = _PLANES.get(cfg["intermediate"])
+    if planes is None:
+        raise ValueError(f"moe: intermediate {cfg['intermediate']!r} must be one of {sorted(_PLANES)}")
+    if planes:
+        inter_rows = torch.empty(max_pairs, planes * inter, dtype=torch.float8_e4m3fn, device=dev)
+    else:
+        inter_rows = torch.empty(max_pairs, inter, dtype=torch.bfloat16, device=dev)
+    scale_rows = max_pairs if planes else 1  # bf16: a placeholder argument
     inter_scale = torch.empty(scale_rows, inter // inter_bn, dtype=torch.float32, device=dev)
     y = torch.empty(max_pairs, hidden, dtype=torch.bfloat16, device=dev)
+    part = torch.empty(split1 * max_pairs * 2 * inter if split1 > 1 else 1, dtype=torch.float32, device=dev)
 
     bt = cfg["route_tokens"]
     route_kernel[(triton.cdiv(tokens, bt),)](
@@ -305,24 +379,24 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         int(local_expert_offset), float(routed_scaling_factor), BT=bt, LOCAL=local,
         E=NUM_EXPERTS, G=N_GROUP, TOPK_GROUP=TOPK_GROUP, TOP_K=TOP_K,
         num_warps=cfg["route_warps"])
-    c1, c2 = cfg["gemm1"], cfg["gemm2"]
     sub1 = _check_tile(c1, inter, hidden, BLOCK)
     progs1 = _gemm_grid(local, max_pairs, inter, c1, sms)
     gemm1_kernel[(progs1,)](
         hidden_states, hidden_states_scale,
         TensorDescriptor.from_tensor(gemm1_weights.view(-1, hidden), [c1["BN"], sub1]),
         gemm1_weights_scale, inter_rows, inter_scale, counts, pair_token, tokens, inter, hidden,
-        OUT_FP8=cfg["inter_fp8"], LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
-        QB=BLOCK, NUM_PROGS=progs1, num_warps=c1["num_warps"], num_stages=c1["num_stages"])
-    a_qb = inter_bn if cfg["inter_fp8"] else inter
+        part, counters[local:] if split1 > 1 else counts, max_pairs * 2 * inter,
+        PLANES=planes, LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
+        QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, WS=c1.get("ws", False), num_warps=c1["num_warps"], num_stages=c1["num_stages"])
+    a_qb = inter_bn if planes else inter
     sub2 = _check_tile(c2, hidden, inter, a_qb)
     progs2 = _gemm_grid(local, max_pairs, hidden, c2, sms)
     gemm2_kernel[(progs2,)](
         TensorDescriptor.from_tensor(inter_rows, [c2["BM"], sub2]), inter_scale,
         TensorDescriptor.from_tensor(gemm2_weights.view(-1, inter), [c2["BN"], sub2]),
         gemm2_weights_scale, y, counts, pair_weight, tokens, hidden, inter,
-        A_FP8=cfg["inter_fp8"], A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
-        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not cfg["inter_fp8"],
+        PLANES=planes, A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
+        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not planes, WS=c2.get("ws", False),
         num_warps=c2["num_warps"], num_stages=c2["num_stages"])
     bh = min(cfg["combine_cols"], hidden)
     if hidden % bh:
