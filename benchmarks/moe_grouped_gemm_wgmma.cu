@@ -7,13 +7,16 @@
 // a [rows, K] e4m3, the rows of expert e contiguous in [row_start[e], row_start[e + 1]);
 // sa [K / 128, rows] fp32; b [E, N, K] e4m3; sb [E, N / 128, K / 128] fp32; out [rows, N] bf16.
 //
-// One persistent CTA per SM walks 128 x 128 output tiles (expert, n, m), m fastest (a weight
+// One persistent CTA per SM walks BM x 128 output tiles (expert, n, m), m fastest (a weight
 // tile is read from DRAM once, then from L2 for the expert's other row tiles). Warpgroup 0's
 // first thread is the producer: TMA loads of a and b (128 B swizzle) into a ring of STAGES
-// stages, each with a full and an empty mbarrier. Warpgroups 1 and 2 take 64 rows each: per
-// 128 of K, four wgmma m64n128k32 into a block accumulator, then the block is scaled by the
-// row's and the weight block's scales into the tile's fp32 sum (the two warpgroups overlap
-// one's scaling with the other's MMAs). No CTA waits on another.
+// stages, each with a full and an empty mbarrier. The consumer warpgroups (MOE_CONSUMERS, 2 or
+// 3; BM = 64 per warpgroup) take 64 rows each: per 128 of K, four wgmma m64n128k32 into a block
+// accumulator, then the block is scaled by the row's and the weight block's scales into the
+// tile's fp32 sum (one warpgroup's scaling overlaps the others' MMAs). No CTA waits on another.
+//
+// Built by moe_grouped_gemm_wgmma.py for sm_90a (TORCH_CUDA_ARCH_LIST=9.0a). The contest's
+// builders compile for the plain arch, where wgmma does not exist: docs/perf-notes.md, v10.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
