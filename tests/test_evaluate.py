@@ -321,6 +321,21 @@ def test_flashinfer_peer_absent_without_a_hopper_gpu():
         assert external_peer(name, "gdn_prefill_qk4_v8_d128_k_last") is None
 
 
+def test_library_peer_availability_is_asked_per_definition(monkeypatch):
+    """One library can run one definition here and not another (different GPUs, wheels)."""
+    from fibkit.evaluate import peers
+
+    fn = lambda *args: args
+    monkeypatch.setitem(peers._LIBRARY_PEERS, "lib", {
+        "runs": peers.LibraryPeer(fn, None, lambda: True),
+        "absent": peers.LibraryPeer(fn, None, lambda: False)})
+    peer = peers.external_peer("lib", "runs")
+    assert peer is not None and peer.fn is fn and peer.name == "lib" and not peer.dps
+    assert peers.external_peer("lib", "absent") is None
+    assert peers.external_peer("lib", "not implemented") is None
+    assert peers.external_peer("no such library", "runs") is None
+
+
 def test_peers_in_table_order_and_only_the_chosen_ones(tmp_path):
     from fibkit.evaluate.peers import contenders, external_peer, peer_names
     from fibkit.evaluate.runner import RunOptions

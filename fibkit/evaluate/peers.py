@@ -179,26 +179,35 @@ def peer_names(spec, user_solution: bool, variant: Optional[str] = None) -> List
             + [n for n in spec.peers if not (n == "torch" and variant == "baseline")])
 
 
+@dataclass(frozen=True)
+class LibraryPeer:
+    """A library's implementation of one definition: the value-returning callable, the untimed
+    preparation of its arguments (None: the definition's inputs as they are), and whether it
+    runs here (asked per definition: one library's kernels need different GPUs and wheels)."""
+
+    fn: Callable
+    prepare: Optional[Callable]
+    available: Callable[[], bool]
+
+
 _PREFILL = "gdn_prefill_qk4_v8_d128_k_last"
-# Library peers: name -> ({definition: (value-returning callable, untimed argument preparation
-# or None)}, whether the library runs here).
-_LIBRARY_PEERS = {
-    "fla": ({d: (fn, None) for d, fn in _FLA.items()}, fla_available),
-    "flashinfer": ({_PREFILL: (_flashinfer_prefill, None)}, flashinfer_prefill_available),
-    "flashinfer-kernel": ({_PREFILL: (_flashinfer_kernel, _flashinfer_gates)}, flashinfer_prefill_available),
-    "flashinfer-topk": ({"dsa_topk_indexer_fp8_h64_d128_topk2048_ps64": (_flashinfer_topk, _indexer_scores_and_slots)},
-                        flashinfer_available),
+_INDEXER = "dsa_topk_indexer_fp8_h64_d128_topk2048_ps64"
+# Library peers: name -> {definition: LibraryPeer}.
+_LIBRARY_PEERS: Dict[str, Dict[str, LibraryPeer]] = {
+    "fla": {d: LibraryPeer(fn, None, fla_available) for d, fn in _FLA.items()},
+    "flashinfer": {_PREFILL: LibraryPeer(_flashinfer_prefill, None, flashinfer_prefill_available)},
+    "flashinfer-kernel": {_PREFILL: LibraryPeer(_flashinfer_kernel, _flashinfer_gates, flashinfer_prefill_available)},
+    "flashinfer-topk": {_INDEXER: LibraryPeer(_flashinfer_topk, _indexer_scores_and_slots, flashinfer_available)},
 }
 
 
 def external_peer(name: str, definition: str) -> Optional[Contender]:
-    """A library peer of the definition, or None where the library is not installed here or
-    does not implement the definition."""
-    implementations, available = _LIBRARY_PEERS.get(name, ({}, None))
-    if definition not in implementations or not available():
+    """A library peer of the definition, or None where the library does not implement the
+    definition or cannot run it here."""
+    peer = _LIBRARY_PEERS.get(name, {}).get(definition)
+    if peer is None or not peer.available():
         return None
-    fn, prepare = implementations[definition]
-    return Contender(name, fn, False, prepare=prepare)
+    return Contender(name, peer.fn, False, prepare=peer.prepare)
 
 
 # One line per peer for reports; "partial" marks a figure that leaves part of the call untimed.
