@@ -104,7 +104,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                  GEMM1: tl.constexpr, PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                  BK: tl.constexpr, SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, SPLIT: tl.constexpr, WS: tl.constexpr):
+                 SWAP: tl.constexpr, SPLIT: tl.constexpr):
     """Both grouped GEMMs; see gemm1_kernel and gemm2_kernel for what each computes. Programs
     walk the tiles (expert, n, m), m fastest. A loop step covers BK of K in BK / SUB sub-steps
     of SUB <= QB (one weight scale each): adjacent sub-steps' loads leave together, so each
@@ -150,7 +150,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
         acc = tl.zeros((BN, BM) if SWAP else (BM, BN), dtype=tl.float32)
         gate = tl.zeros((BM, BN), dtype=tl.float32)
         k_span = K // SPLIT
-        for k0 in tl.range(split * k_span, (split + 1) * k_span, BK, warp_specialize=WS):
+        for k0 in range(split * k_span, (split + 1) * k_span, BK):
             for sub in tl.static_range(BK // SUB):
                 k = k0 + sub * SUB
                 w = w_desc.load([w_row, k])
@@ -223,8 +223,7 @@ def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr
                  pair_token_ptr, num_tokens, N, K, part_ptr, arrivals_ptr, split_stride,
                  PLANES: tl.constexpr, LOCAL: tl.constexpr,
                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, SPLIT: tl.constexpr,
-                 WS: tl.constexpr):
+                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, SPLIT: tl.constexpr):
     """out[row, :N] = silu(x w_gate^T) * (x w_up^T) for each pair's row: x = the pair's token's
     hidden row (fp8 [T, K], gathered; scales [K/QB, T]); w [E, 2N, K] fp8 through a TMA
     descriptor over [E * 2N, K], one scale per QB x QB block; up = rows [0, N), gate = [N, 2N).
@@ -234,7 +233,7 @@ def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr
     _expert_gemm(x_ptr, x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr,
                  counts_ptr, pair_token_ptr, pair_token_ptr, num_tokens, N, K,
                  part_ptr, arrivals_ptr, split_stride, True, PLANES, QB,
-                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, SPLIT, WS)
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, SPLIT)
 
 
 @triton.jit
@@ -242,14 +241,14 @@ def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pa
                  num_tokens, N, K, PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, WS: tl.constexpr):
+                 SWAP: tl.constexpr):
     """y[row, :N] = routing weight * (a w^T) in bf16: a = the pair's intermediate row through a
     TMA descriptor (bf16, or PLANES fp8 planes with scales [rows, K/A_QB], summed in each
     block's dot); w [E, N, K] fp8 (widened to bf16 for a bf16 a), one scale per QB x QB block."""
     _expert_gemm(y_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, a_scale_ptr,
                  counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K,
                  y_ptr, counts_ptr, 0, False, PLANES, A_QB,
-                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, 1, WS)
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, 1)
 
 
 @triton.jit
@@ -281,9 +280,9 @@ def _sm_count(device) -> int:
 # streams weights: thin row tiles, many narrow column tiles. Large T is tensor-core work.
 # progs_per_sm None: one program per possible tile (the hardware hands tiles to free SMs);
 # a number: that many persistent programs per SM walk the tiles.
-def _tile(bm, bn, bk, warps, stages, per_sm, swap=False, split=1, ws=False):
+def _tile(bm, bn, bk, warps, stages, per_sm, swap=False, split=1):
     return dict(BM=bm, BN=bn, BK=bk, num_warps=warps, num_stages=stages, progs_per_sm=per_sm,
-                swap=swap, split=split, ws=ws)
+                swap=swap, split=split)
 
 
 def launch_config(tokens: int) -> dict:
@@ -297,6 +296,7 @@ def launch_config(tokens: int) -> dict:
     elif tokens <= 2048:
         gemm1, gemm2 = _tile(32, 128, 128, 4, 4, 2), _tile(64, 128, 128, 4, 3, 2)
     else:
+        # swap: for the bf16 intermediate (the fp8 planes' GEMM2 does not transpose).
         gemm1, gemm2 = _tile(128, 128, 128, 8, 3, 1), _tile(128, 128, 128, 8, 4, 1, swap=True)
     # Routing: a token per one-warp program (its reductions stay in the warp): 7 -> 3.5 us at
     # T <= 80.
@@ -387,7 +387,7 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         gemm1_weights_scale, inter_rows, inter_scale, counts, pair_token, tokens, inter, hidden,
         part, counters[local:] if split1 > 1 else counts, max_pairs * 2 * inter,
         PLANES=planes, LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
-        QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, WS=c1.get("ws", False), num_warps=c1["num_warps"], num_stages=c1["num_stages"])
+        QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, num_warps=c1["num_warps"], num_stages=c1["num_stages"])
     a_qb = inter_bn if planes else inter
     sub2 = _check_tile(c2, hidden, inter, a_qb)
     progs2 = _gemm_grid(local, max_pairs, hidden, c2, sms)
@@ -396,7 +396,7 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         TensorDescriptor.from_tensor(gemm2_weights.view(-1, inter), [c2["BN"], sub2]),
         gemm2_weights_scale, y, counts, pair_weight, tokens, hidden, inter,
         PLANES=planes, A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
-        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not planes, WS=c2.get("ws", False),
+        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not planes,
         num_warps=c2["num_warps"], num_stages=c2["num_stages"])
     bh = min(cfg["combine_cols"], hidden)
     if hidden % bh:
