@@ -58,6 +58,12 @@ def variants(tokens):
     at a time, the routing kernel's launch shape."""
     base = moe.launch_config(tokens)
     yield "default", {}
+    # Both GEMM engines whatever "auto" picks (gluon_gemms.py's wgmma kernels need Hopper).
+    yield "triton engine", {"engine": "triton"}
+    yield "gluon engine", {"engine": "gluon"}
+    for consumers, stages in ((2, (6, 8)), (3, (4, 5)), (3, (5, 7))):
+        yield f"gluon {consumers} consumers, stages {stages}", {
+            "engine": "gluon", "gluon_consumers": consumers, "gluon_stages": stages}
     for inter in ("bf16", "fp8"):
         yield f"{inter} intermediate", {"intermediate": inter}
 
@@ -124,7 +130,7 @@ def sweep(tokens_wanted):
             print(f"    {label}: {us:8.1f} us  {us / floor:5.2f}x floor  matched {v.matched_ratio:.2%}  "
                   f"{cost.flops / us / 1e6:6.0f} TFLOP/s  {cost.bytes / us / 1e6:5.2f} TB/s  "
                   f"rel {rel:.1e}")
-            if label in ("default", "bf16 intermediate", "fp8 intermediate"):
+            if label in ("default", "triton engine", "gluon engine", "bf16 intermediate", "fp8 intermediate"):
                 profiled.append((label, graphed, out))
         # After the timings: a torch.profiler session distorts the next CUPTI timings (x2).
         for label, graphed, out in profiled:

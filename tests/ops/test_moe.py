@@ -30,7 +30,7 @@ def check(args, config=None, graph=False, tol=1e-2):
 
 
 def small_config(**changes):
-    return dict(dict(gemm1=dict(SMALL), gemm2=dict(SMALL), intermediate="bf16", route_tokens=4,
+    return dict(dict(engine="triton", gemm1=dict(SMALL), gemm2=dict(SMALL), intermediate="bf16", route_tokens=4,
                      route_warps=4, combine_cols=128, combine_warps=4), **changes)
 
 
@@ -84,6 +84,27 @@ def test_moe_rejects_an_unknown_intermediate(device):
         solution_module(NAME, "triton").launch(*args, out, config=small_config(intermediate="fp4"))
 
 
+def test_moe_rejects_an_unknown_engine(device):
+    args = make_inputs(3, 256, 128, 0, device, seed=5)
+    out = torch.empty(3, 256, dtype=torch.bfloat16, device=device)
+    with pytest.raises(ValueError, match="engine"):
+        solution_module(NAME, "triton").launch(*args, out, config=small_config(engine="cutlass"))
+    if device == "cpu":
+        with pytest.raises(ValueError, match="Hopper"):
+            solution_module(NAME, "triton").launch(*args, out, config=small_config(engine="gluon"))
+
+
+def test_moe_auto_engine_is_triton_off_hopper_and_below_the_threshold():
+    main = solution_module(NAME, "triton")
+    cpu = torch.device("cpu")
+    assert main.pick_engine("auto", 10 ** 6, cpu) == "triton"
+    assert main.pick_engine("triton", 10 ** 6, cpu) == "triton"
+    if _hopper():
+        gpu = torch.device("cuda")
+        assert main.pick_engine("auto", main.GLUON_FROM_TOKENS - 1, gpu) == "triton"
+        assert main.pick_engine("auto", main.GLUON_FROM_TOKENS, gpu) == "gluon"
+
+
 def test_moe_rejects_tiles_the_scales_cannot_follow(device):
     args = make_inputs(3, 256, 128, 0, device, seed=5)
     out = torch.empty(3, 256, dtype=torch.bfloat16, device=device)
@@ -95,8 +116,10 @@ def test_moe_rejects_tiles_the_scales_cannot_follow(device):
 @pytest.mark.gpu
 @pytest.mark.parametrize("tokens,offset,routing", [
     (1, 64, "random"), (7, 192, "random"), (80, 32, "hot"), (901, 0, "random"),
-    (4096, 128, "random"), (4096, 224, "random"), (300, 224, "one_expert"), (64, 96, "none")])
+    (4096, 128, "random"), (4096, 224, "random"), (300, 224, "one_expert"), (64, 96, "none"),
+    (8192, 96, "random")])
 def test_moe_gpu(tokens, offset, routing):
+    """The default configuration (at T = 8192 on Hopper: the gluon engine) against the oracle."""
     args = make_inputs(tokens, 7168, 2048, offset, "cuda", seed=tokens, routing=routing)
     first = check(args)
     again = check(args)
@@ -124,6 +147,39 @@ def test_moe_concurrent_calls_in_one_graph():
              for t, offset, seed, routing in ((13, 32, 1, "random"), (40, 64, 2, "hot"))]
     outs = [[torch.empty(a[2].shape[0], 7168, dtype=torch.bfloat16, device="cuda")] for a in calls]
     assert_concurrent_calls_match_alone(solution_module(NAME, "triton").launch, calls, outs)
+
+
+def _hopper():
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+
+
+needs_hopper = pytest.mark.skipif(not _hopper(), reason="the gluon engine's wgmma kernels need an sm_90 GPU")
+
+
+@pytest.mark.gpu
+@needs_hopper
+@pytest.mark.parametrize("tokens,offset,routing", [
+    (1, 64, "random"), (7, 192, "random"), (30, 0, "hot"), (80, 32, "hot"), (901, 0, "random"),
+    (4096, 128, "random"), (300, 224, "one_expert"), (64, 96, "none")])
+def test_moe_gluon_engine(tokens, offset, routing):
+    """The Gluon GEMMs at every size (the default runs them only from GLUON_FROM_TOKENS; here
+    tiles of 192 rows mostly padding, experts with no rows, one expert with all) against the
+    oracle, and the same bits on a repeat."""
+    args = make_inputs(tokens, 7168, 2048, offset, "cuda", seed=tokens, routing=routing)
+    first = check(args, config={"engine": "gluon"})
+    assert torch.equal(first, check(args, config={"engine": "gluon"}))
+
+
+@pytest.mark.gpu
+@needs_hopper
+def test_moe_gluon_engine_concurrent_calls_in_one_graph():
+    """As test_moe_concurrent_calls_in_one_graph, through the Gluon GEMMs (the permuted rows,
+    the pair and the row starts are per call)."""
+    calls = [make_inputs(t, 7168, 2048, offset, "cuda", seed=seed, routing=routing)
+             for t, offset, seed, routing in ((3, 32, 1, "random"), (40, 64, 2, "hot"))]
+    outs = [[torch.empty(a[2].shape[0], 7168, dtype=torch.bfloat16, device="cuda")] for a in calls]
+    launch = solution_module(NAME, "triton").launch
+    assert_concurrent_calls_match_alone(lambda *a: launch(*a, config={"engine": "gluon"}), calls, outs)
 
 
 @pytest.mark.gpu

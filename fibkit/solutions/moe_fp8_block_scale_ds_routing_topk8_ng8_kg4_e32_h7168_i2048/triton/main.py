@@ -300,8 +300,29 @@ def launch_config(tokens: int) -> dict:
         gemm1, gemm2 = _tile(128, 128, 128, 8, 3, 1), _tile(128, 128, 128, 8, 4, 1, swap=True)
     # Routing: a token per one-warp program (its reductions stay in the warp): 7 -> 3.5 us at
     # T <= 80.
-    return dict(gemm1=gemm1, gemm2=gemm2, intermediate="fp8_pair", route_tokens=1,
-                route_warps=1, combine_cols=1024, combine_warps=4)
+    # engine "auto": gluon_gemms.py's wgmma kernels from GLUON_FROM_TOKENS on a Hopper GPU,
+    # these Triton GEMMs otherwise (and on any other GPU, or in the interpreter).
+    return dict(engine="auto", gemm1=gemm1, gemm2=gemm2, intermediate="fp8_pair",
+                gluon_consumers=3, gluon_stages=None,
+                route_tokens=1, route_warps=1, combine_cols=1024, combine_warps=4)
+
+
+# H200, both dataset seeds (perf notes v11): the gluon engine (3 consumers) wins at T = 11948
+# and 14107 (5-11%), loses at T = 4096 (940 against 864 us), 901 and 80.
+GLUON_FROM_TOKENS = 8192
+
+
+def pick_engine(engine: str, tokens: int, device) -> str:
+    """The GEMM engine a call runs: "auto" resolves by T and the GPU (no host sync: shapes and
+    the device's capability only); "gluon" anywhere but Hopper is an error."""
+    if engine not in ("auto", "triton", "gluon"):
+        raise ValueError(f"moe: engine {engine!r} must be 'auto', 'triton' or 'gluon'")
+    hopper = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
+    if engine == "auto":
+        return "gluon" if hopper and tokens >= GLUON_FROM_TOKENS else "triton"
+    if engine == "gluon" and not hopper:
+        raise ValueError("moe: the gluon engine runs on Hopper (sm_90) GPUs only")
+    return engine
 
 
 # The intermediate's formats. "bf16": GEMM2 widens the fp8 weights to bf16 in registers and
@@ -337,30 +358,67 @@ def _check_tile(cfg, n, k, a_qb):
 def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gemm1_weights,
            gemm1_weights_scale, gemm2_weights, gemm2_weights_scale, local_expert_offset,
            routed_scaling_factor, output, config=None):
-    """Enqueue the four kernels (no host sync). `config` overrides launch_config's entries."""
+    """Enqueue the kernels (no host sync). `config` overrides launch_config's entries; its
+    engine picks the GEMMs: "triton" (these, any GPU and the interpreter) or "gluon" (Hopper's
+    wgmma in gluon_gemms.py, after a permute that makes each expert's rows contiguous)."""
     tokens, hidden = hidden_states.shape
     local, inter = gemm1_weights.shape[0], gemm2_weights.shape[2]
     if tokens == 0:
         return
     cfg = dict(launch_config(tokens), **(config or {}))
     dev = hidden_states.device
+    engine = pick_engine(cfg["engine"], tokens, dev)
     sms = _sm_count(dev)
     max_pairs = tokens * min(TOP_K, local)
-    c1, c2 = cfg["gemm1"], cfg["gemm2"]
-    split1 = c1.get("split", 1)
-    if c2.get("split", 1) != 1 or split1 < 1 or hidden % (split1 * c1["BK"]):
-        raise ValueError(f"moe: GEMM1 split {split1} must be >= 1 with split x BK dividing {hidden} "
-                         f"(GEMM2 does not split)")
-    # The experts' pair counters and, for a split GEMM1, its tiles' arrival counters: zeroed
-    # together, per call.
-    arrivals = _tile_bound(local, max_pairs, inter, c1) if split1 > 1 else 0
+    split1 = cfg["gemm1"].get("split", 1) if engine == "triton" else 1
+    # The experts' pair counters and, for a split Triton GEMM1, its tiles' arrival counters:
+    # zeroed together, per call.
+    arrivals = _tile_bound(local, max_pairs, inter, cfg["gemm1"]) if split1 > 1 else 0
     counters = torch.zeros(local + arrivals, dtype=torch.int32, device=dev)
     counts = counters[:local]
     pair_token = torch.empty(local * tokens, dtype=torch.int32, device=dev)
     pair_weight = torch.empty(local * tokens, dtype=torch.float32, device=dev)
     pair_code = torch.empty(tokens, TOP_K, dtype=torch.int32, device=dev)
+    y = torch.empty(max_pairs, hidden, dtype=torch.bfloat16, device=dev)
+
+    bt = cfg["route_tokens"]
+    route_kernel[(triton.cdiv(tokens, bt),)](
+        routing_logits, routing_bias, counts, pair_token, pair_weight, pair_code, tokens,
+        int(local_expert_offset), float(routed_scaling_factor), BT=bt, LOCAL=local,
+        E=NUM_EXPERTS, G=N_GROUP, TOPK_GROUP=TOPK_GROUP, TOP_K=TOP_K,
+        num_warps=cfg["route_warps"])
+    if engine == "gluon":
+        from .gluon_gemms import gemms
+
+        gemms(hidden_states, hidden_states_scale, counts, pair_token, pair_weight, gemm1_weights,
+              gemm1_weights_scale, gemm2_weights, gemm2_weights_scale, y, sms,
+              stages=cfg["gluon_stages"], consumers=cfg["gluon_consumers"])
+    else:
+        _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
+                      gemm2_weights, gemm2_weights_scale, counters, pair_token, pair_weight, y, sms)
+    bh = min(cfg["combine_cols"], hidden)
+    if hidden % bh:
+        raise ValueError(f"moe: combine_cols {bh} must divide the hidden size {hidden}")
+    combine_kernel[(tokens, hidden // bh)](y, counts, pair_code, output, tokens, H=hidden,
+                                           LOCAL=local, TOP_K=TOP_K, BH=bh,
+                                           num_warps=cfg["combine_warps"])
+
+
+def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
+                  gemm2_weights, gemm2_weights_scale, counters, pair_token, pair_weight, y, sms):
+    """GEMM1 and GEMM2 as the Triton kernels above: y gets each pair's row."""
+    tokens, hidden = hidden_states.shape
+    local, inter = gemm1_weights.shape[0], gemm2_weights.shape[2]
+    dev = hidden_states.device
+    max_pairs = y.shape[0]
+    counts = counters[:local]
+    c1, c2 = cfg["gemm1"], cfg["gemm2"]
+    split1 = c1.get("split", 1)
+    if c2.get("split", 1) != 1 or split1 < 1 or hidden % (split1 * c1["BK"]):
+        raise ValueError(f"moe: GEMM1 split {split1} must be >= 1 with split x BK dividing {hidden} "
+                         f"(GEMM2 does not split)")
     # The intermediate: bf16, or fp8 with one scale per row per GEMM1 column tile.
-    inter_bn = cfg["gemm1"]["BN"]
+    inter_bn = c1["BN"]
     planes = _PLANES.get(cfg["intermediate"])
     if planes is None:
         raise ValueError(f"moe: intermediate {cfg['intermediate']!r} must be one of {sorted(_PLANES)}")
@@ -370,15 +428,7 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         inter_rows = torch.empty(max_pairs, inter, dtype=torch.bfloat16, device=dev)
     scale_rows = max_pairs if planes else 1  # bf16: a placeholder argument
     inter_scale = torch.empty(scale_rows, inter // inter_bn, dtype=torch.float32, device=dev)
-    y = torch.empty(max_pairs, hidden, dtype=torch.bfloat16, device=dev)
     part = torch.empty(split1 * max_pairs * 2 * inter if split1 > 1 else 1, dtype=torch.float32, device=dev)
-
-    bt = cfg["route_tokens"]
-    route_kernel[(triton.cdiv(tokens, bt),)](
-        routing_logits, routing_bias, counts, pair_token, pair_weight, pair_code, tokens,
-        int(local_expert_offset), float(routed_scaling_factor), BT=bt, LOCAL=local,
-        E=NUM_EXPERTS, G=N_GROUP, TOPK_GROUP=TOPK_GROUP, TOP_K=TOP_K,
-        num_warps=cfg["route_warps"])
     sub1 = _check_tile(c1, inter, hidden, BLOCK)
     progs1 = _gemm_grid(local, max_pairs, inter, c1, sms)
     gemm1_kernel[(progs1,)](
@@ -398,12 +448,6 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         PLANES=planes, A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
         SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not planes,
         num_warps=c2["num_warps"], num_stages=c2["num_stages"])
-    bh = min(cfg["combine_cols"], hidden)
-    if hidden % bh:
-        raise ValueError(f"moe: combine_cols {bh} must divide the hidden size {hidden}")
-    combine_kernel[(tokens, hidden // bh)](y, counts, pair_code, output, tokens, H=hidden,
-                                           LOCAL=local, TOP_K=TOP_K, BH=bh,
-                                           num_warps=cfg["combine_warps"])
 
 
 class GraphCache:
