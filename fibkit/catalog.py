@@ -228,7 +228,7 @@ SPECS: Dict[str, DefSpec] = {
             name="gdn_decode_qk4_v8_d128_k_last",
             alias="gdn_decode", track="gated_delta_net", op_type="gdn", size_axis="batch_size",
             judge=Judge(), cost=_gdn_decode_cost,
-            synthesize=_lazy("fibkit.dataset.gdn", "synthesize_decode"), peers=("torch", "fla"),
+            synthesize=_lazy("fibkit.dataset.gdn", "synthesize_decode"), peers=("torch", "fla", "flashinfer"),
             default_variant="triton",
         ),
         DefSpec(

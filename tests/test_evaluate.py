@@ -319,6 +319,27 @@ def test_flashinfer_peer_absent_without_a_hopper_gpu():
         pytest.skip("a Hopper GPU is here: the peer is available")
     for name in ("flashinfer", "flashinfer-kernel"):
         assert external_peer(name, "gdn_prefill_qk4_v8_d128_k_last") is None
+    assert external_peer("flashinfer", "gdn_decode_qk4_v8_d128_k_last") is None
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+def test_flashinfer_decode_gets_its_own_state_and_output(with_state):
+    """FlashInfer's decode overwrites the state it is given: its arguments hold a copy (zeros for
+    a call without a state) and an output buffer, so the inputs the judge and the other
+    contenders see stay as they were."""
+    from fibkit.evaluate.peers import _flashinfer_decode_arguments
+    from fibkit.testing import gdn_decode_inputs
+
+    inputs = gdn_decode_inputs(3, "cpu", seed=4, with_state=with_state)
+    args = _flashinfer_decode_arguments(*inputs)
+    state = args[3]
+    assert state.shape == (3, 8, 128, 128) and state.dtype == torch.float32
+    if with_state:
+        assert state.data_ptr() != inputs[3].data_ptr() and torch.equal(state, inputs[3])
+    else:
+        assert (state == 0).all()
+    assert args[9].shape == (3, 1, 8, 128) and args[9].dtype == torch.bfloat16
+    assert all(a is b for a, b in zip(args[:3] + args[4:9], inputs[:3] + inputs[4:9]))
 
 
 def test_library_peer_availability_is_asked_per_definition(monkeypatch):
@@ -348,7 +369,8 @@ def test_peers_in_table_order_and_only_the_chosen_ones(tmp_path):
         main, peers = contenders(DECODE, definition, RunOptions(device="cpu", **kw))
         return main.name, [p.name for p in peers]
 
-    assert peer_names(DECODE, False) == ["torch", "fla"] and peer_names(DECODE, False, "baseline") == ["fla"]
+    assert peer_names(DECODE, False) == ["torch", "fla", "flashinfer"]
+    assert peer_names(DECODE, False, "baseline") == ["fla", "flashinfer"]
     assert names() == ("ours", ["torch", *libraries])
     assert names(peer_names=("torch",)) == ("ours", ["torch"])
     assert names(peers=False) == names(timing=False) == ("ours", [])
