@@ -72,7 +72,8 @@ def variants(tokens):
 
     if tokens <= 128:
         changes = [g("gemm1", split=1), g("gemm1", split=4), g("gemm1", num_stages=6),
-                   g("gemm1", BN=128), g("gemm2", num_stages=6), g("gemm2", BN=64)]
+                   g("gemm1", BN=128), g("gemm2", num_stages=6), g("gemm2", BN=64),
+                   g("gemm2", split=2), g("gemm2", split=4)]
     elif tokens <= 2048:
         changes = [g("gemm1", progs_per_sm=None), g("gemm2", num_stages=4),
                    g("gemm1", BM=64, num_warps=4), g("gemm2", BN=64, progs_per_sm=4)]

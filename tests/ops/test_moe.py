@@ -222,6 +222,24 @@ def test_moe_library_api_captures_into_the_callers_graph():
         assert ((out.double() - want).norm() / want.norm().clamp_min(1e-300)).item() < 1e-2
 
 
+@pytest.mark.parametrize("split1,split2,intermediate", [(1, 2, "bf16"), (1, 4, "fp8_pair"), (2, 2, "fp8_pair")])
+def test_moe_gemm2_split_k(split1, split2, intermediate, device):
+    """GEMM2's K split the same way (alone and with GEMM1's): its own tile counters after
+    GEMM1's in the call's zeroed counters, the same result as unsplit within rounding, the same
+    bits on a repeat; with swap (the bf16 intermediate's transposed tile) it is refused."""
+    args = make_inputs(7, 256, 512, 64, device, seed=split2, routing="random")
+    config = small_config(gemm1=dict(SMALL, split=split1), gemm2=dict(SMALL, split=split2),
+                          intermediate=intermediate)
+    first = check(args, config)
+    assert torch.equal(first, check(args, config))
+    unsplit = check(args, small_config(intermediate=intermediate))
+    assert max_error_of_max(first, unsplit.double()) <= 1e-2
+    out = torch.empty_like(first)
+    with pytest.raises(ValueError, match="swap"):
+        solution_module(NAME, "triton").launch(*args, out, config=small_config(
+            gemm2=dict(SMALL, split=2, swap=True)))
+
+
 @pytest.mark.parametrize("split,routing", [(2, "hot"), (4, "random")])
 def test_moe_gemm1_split_k(split, routing, device):
     """GEMM1's K split over programs, the last to arrive summing the partials in split order:

@@ -112,11 +112,12 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
     w a^T: the weights, widened to bf16 in registers, are the MMA's register operand, so they
     make no round trip through shared memory, and few rows still fill the MMA's N side.
 
-    SPLIT > 1 (GEMM1, small T: too few tiles to keep every SM streaming weights): each tile's K
-    is split SPLIT ways over as many programs. Each writes its fp32 up and gate partials to
-    `part` [SPLIT, max_pairs, 2N], then counts itself in the tile's arrival counter (zeroed
-    for the call); the last to arrive adds the SPLIT partials in split order (the same sum
-    whichever program is last) and writes the tile's output. No program waits on another."""
+    SPLIT > 1 (small T: too few tiles to keep every SM streaming weights): each tile's K is
+    split SPLIT ways over as many programs. Each writes its fp32 partials (GEMM1: up and gate)
+    to `part` [SPLIT, max_pairs, 2N for GEMM1, N for GEMM2], then counts itself in the tile's
+    arrival counter (zeroed for the call); the last to arrive adds the SPLIT partials in split
+    order (the same sum whichever program is last) and writes the tile's output. No program
+    waits on another."""
     experts = tl.arange(0, LOCAL)
     count = tl.load(counts_ptr + experts)
     m_tiles = (count + BM - 1) // BM
@@ -181,10 +182,11 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
         last = True
         if SPLIT > 1:
             cols = n0 + tl.arange(0, BN)[None, :]
-            part_rows = part_ptr + rows.to(tl.int64)[:, None] * (2 * N) + cols
-            stride = split_stride  # one split's partials: max_pairs x 2N
+            part_rows = part_ptr + rows.to(tl.int64)[:, None] * (2 * N if GEMM1 else N) + cols
+            stride = split_stride  # one split's partials: max_pairs x (2N or N)
             tl.store(part_rows + split * stride, acc, mask=live[:, None])
-            tl.store(part_rows + split * stride + N, gate, mask=live[:, None])
+            if GEMM1:
+                tl.store(part_rows + split * stride + N, gate, mask=live[:, None])
             # Every thread's partials stored before the arrival is counted (the barrier), which
             # releases them at GPU scope; the last to arrive acquires the others'.
             tl.debug_barrier()
@@ -194,7 +196,8 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                 gate = tl.zeros((BM, BN), dtype=tl.float32)
                 for s in range(SPLIT):
                     acc += tl.load(part_rows + s * stride, mask=live[:, None], other=0.0)
-                    gate += tl.load(part_rows + s * stride + N, mask=live[:, None], other=0.0)
+                    if GEMM1:
+                        gate += tl.load(part_rows + s * stride + N, mask=live[:, None], other=0.0)
         if GEMM1:
             if last:
                 acc = gate / (1.0 + tl.exp(-gate)) * acc  # silu of the second half times the first
@@ -209,7 +212,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                         tl.store(out_ptrs + N, low, mask=live[:, None])
                 else:
                     tl.store(out_ptrs, acc.to(tl.bfloat16), mask=live[:, None])
-        else:
+        elif last:
             weight = tl.load(pair_weight_ptr + e * num_tokens + slots, mask=live, other=0.0)
             if SWAP:
                 out_t = out_ptr + rows.to(tl.int64)[None, :] * N + n0 + tl.arange(0, BN)[:, None]
@@ -238,17 +241,19 @@ def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr
 
 @triton.jit
 def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pair_weight_ptr,
-                 num_tokens, N, K, PLANES: tl.constexpr, A_QB: tl.constexpr,
+                 num_tokens, N, K, part_ptr, arrivals_ptr, split_stride,
+                 PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr):
+                 SWAP: tl.constexpr, SPLIT: tl.constexpr):
     """y[row, :N] = routing weight * (a w^T) in bf16: a = the pair's intermediate row through a
     TMA descriptor (bf16, or PLANES fp8 planes with scales [rows, K/A_QB], summed in each
-    block's dot); w [E, N, K] fp8 (widened to bf16 for a bf16 a), one scale per QB x QB block."""
+    block's dot); w [E, N, K] fp8 (widened to bf16 for a bf16 a), one scale per QB x QB block.
+    SPLIT: K in that many parts (see _expert_gemm; not with SWAP)."""
     _expert_gemm(y_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, a_scale_ptr,
                  counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K,
-                 y_ptr, counts_ptr, 0, False, PLANES, A_QB,
-                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, 1)
+                 part_ptr, arrivals_ptr, split_stride, False, PLANES, A_QB,
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, SPLIT)
 
 
 @triton.jit
@@ -370,11 +375,11 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
     engine = pick_engine(cfg["engine"], tokens, dev)
     sms = _sm_count(dev)
     max_pairs = tokens * min(TOP_K, local)
-    split1 = cfg["gemm1"].get("split", 1) if engine == "triton" else 1
-    # The experts' pair counters and, for a split Triton GEMM1, its tiles' arrival counters:
+    # The experts' pair counters and, for a split Triton GEMM, its tiles' arrival counters:
     # zeroed together, per call.
-    arrivals = _tile_bound(local, max_pairs, inter, cfg["gemm1"]) if split1 > 1 else 0
-    counters = torch.zeros(local + arrivals, dtype=torch.int32, device=dev)
+    arrivals = [_tile_bound(local, max_pairs, n, cfg[g]) if engine == "triton" and cfg[g].get("split", 1) > 1
+                else 0 for g, n in (("gemm1", inter), ("gemm2", hidden))]
+    counters = torch.zeros(local + sum(arrivals), dtype=torch.int32, device=dev)
     counts = counters[:local]
     pair_token = torch.empty(local * tokens, dtype=torch.int32, device=dev)
     pair_weight = torch.empty(local * tokens, dtype=torch.float32, device=dev)
@@ -394,8 +399,11 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
               gemm1_weights_scale, gemm2_weights, gemm2_weights_scale, y, sms,
               stages=cfg["gluon_stages"], consumers=cfg["gluon_consumers"])
     else:
+        arrivals1 = counters[local:local + arrivals[0]] if arrivals[0] else counts
+        arrivals2 = counters[local + arrivals[0]:] if arrivals[1] else counts
         _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
-                      gemm2_weights, gemm2_weights_scale, counters, pair_token, pair_weight, y, sms)
+                      gemm2_weights, gemm2_weights_scale, counts, arrivals1, arrivals2, pair_token,
+                      pair_weight, y, sms)
     bh = min(cfg["combine_cols"], hidden)
     if hidden % bh:
         raise ValueError(f"moe: combine_cols {bh} must divide the hidden size {hidden}")
@@ -405,18 +413,19 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
 
 
 def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
-                  gemm2_weights, gemm2_weights_scale, counters, pair_token, pair_weight, y, sms):
-    """GEMM1 and GEMM2 as the Triton kernels above: y gets each pair's row."""
+                  gemm2_weights, gemm2_weights_scale, counts, arrivals1, arrivals2, pair_token,
+                  pair_weight, y, sms):
+    """GEMM1 and GEMM2 as the Triton kernels above: y gets each pair's row. arrivals1 / 2: the
+    split GEMMs' zeroed tile counters (any int32 tensor for an unsplit one)."""
     tokens, hidden = hidden_states.shape
     local, inter = gemm1_weights.shape[0], gemm2_weights.shape[2]
     dev = hidden_states.device
     max_pairs = y.shape[0]
-    counts = counters[:local]
     c1, c2 = cfg["gemm1"], cfg["gemm2"]
-    split1 = c1.get("split", 1)
-    if c2.get("split", 1) != 1 or split1 < 1 or hidden % (split1 * c1["BK"]):
-        raise ValueError(f"moe: GEMM1 split {split1} must be >= 1 with split x BK dividing {hidden} "
-                         f"(GEMM2 does not split)")
+    split1, split2 = c1.get("split", 1), c2.get("split", 1)
+    for name, split, k, c in (("GEMM1", split1, hidden, c1), ("GEMM2", split2, inter, c2)):
+        if split < 1 or k % (split * c["BK"]):
+            raise ValueError(f"moe: {name} split {split} must be >= 1 with split x BK dividing {k}")
     # The intermediate: bf16, or fp8 with one scale per row per GEMM1 column tile.
     inter_bn = c1["BN"]
     planes = _PLANES.get(cfg["intermediate"])
@@ -428,25 +437,30 @@ def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_
         inter_rows = torch.empty(max_pairs, inter, dtype=torch.bfloat16, device=dev)
     scale_rows = max_pairs if planes else 1  # bf16: a placeholder argument
     inter_scale = torch.empty(scale_rows, inter // inter_bn, dtype=torch.float32, device=dev)
-    part = torch.empty(split1 * max_pairs * 2 * inter if split1 > 1 else 1, dtype=torch.float32, device=dev)
+    part1 = torch.empty(split1 * max_pairs * 2 * inter if split1 > 1 else 1, dtype=torch.float32, device=dev)
+    part2 = torch.empty(split2 * max_pairs * hidden if split2 > 1 else 1, dtype=torch.float32, device=dev)
     sub1 = _check_tile(c1, inter, hidden, BLOCK)
     progs1 = _gemm_grid(local, max_pairs, inter, c1, sms)
     gemm1_kernel[(progs1,)](
         hidden_states, hidden_states_scale,
         TensorDescriptor.from_tensor(gemm1_weights.view(-1, hidden), [c1["BN"], sub1]),
         gemm1_weights_scale, inter_rows, inter_scale, counts, pair_token, tokens, inter, hidden,
-        part, counters[local:] if split1 > 1 else counts, max_pairs * 2 * inter,
+        part1, arrivals1, max_pairs * 2 * inter,
         PLANES=planes, LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
         QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, num_warps=c1["num_warps"], num_stages=c1["num_stages"])
     a_qb = inter_bn if planes else inter
     sub2 = _check_tile(c2, hidden, inter, a_qb)
+    swap = c2["swap"] and not planes
+    if swap and split2 > 1:
+        raise ValueError("moe: GEMM2 splits K only without swap (the fp8 intermediates)")
     progs2 = _gemm_grid(local, max_pairs, hidden, c2, sms)
     gemm2_kernel[(progs2,)](
         TensorDescriptor.from_tensor(inter_rows, [c2["BM"], sub2]), inter_scale,
         TensorDescriptor.from_tensor(gemm2_weights.view(-1, inter), [c2["BN"], sub2]),
         gemm2_weights_scale, y, counts, pair_weight, tokens, hidden, inter,
+        part2, arrivals2, max_pairs * hidden,
         PLANES=planes, A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
-        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=c2["swap"] and not planes,
+        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=swap, SPLIT=split2,
         num_warps=c2["num_warps"], num_stages=c2["num_stages"])
 
 
