@@ -350,6 +350,8 @@ def gemms(hidden_states, hidden_states_scale, counts, pair_token, pair_weight, g
     """Enqueue the permute and both GEMMs (no host sync): y [max_rows, H] bf16 gets each
     pair's row, routing weight applied, at row row_start[e] + slot as the combine reads it.
     counts, pair_token and pair_weight are the routing kernel's."""
+    if consumers not in (2, 3):
+        raise ValueError(f"moe: gluon_consumers {consumers} must be 2 or 3")
     tokens, hidden = hidden_states.shape
     local, inter = gemm1_weights.shape[0], gemm2_weights.shape[2]
     dev = hidden_states.device
