@@ -61,6 +61,9 @@ def variants(tokens):
     # Both GEMM engines whatever "auto" picks (gluon_gemms.py's wgmma kernels need Hopper).
     yield "triton engine", {"engine": "triton"}
     yield "gluon engine", {"engine": "gluon"}
+    yield "pdl", {"pdl": True}  # programmatic dependent launch of the Triton path's kernels
+    if tokens <= 128:
+        yield "pdl, gemm2 split=4", {"pdl": True, "gemm2": dict(base["gemm2"], split=4)}
     for consumers, stages in ((2, (6, 8)), (3, (4, 5)), (3, (5, 7))):
         yield f"gluon {consumers} consumers, stages {stages}", {
             "engine": "gluon", "gluon_consumers": consumers, "gluon_stages": stages}

@@ -39,6 +39,7 @@ from collections import OrderedDict
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 BLOCK = 128  # quantization block of activations and weights
@@ -46,10 +47,23 @@ NUM_EXPERTS, N_GROUP, TOPK_GROUP, TOP_K = 256, 8, 4, 8
 
 
 @triton.jit
+def _after_predecessors(PDL: tl.constexpr):
+    """Programmatic dependent launch (config pdl; the kernel launched with launch_pdl): let the
+    next kernel's programs start now, then wait until the previous kernel has finished and its
+    writes are visible. Every kernel calls this before its first read, so each reads only what
+    finished kernels wrote; the wait ends once the previous kernel does, and that kernel's
+    programs are all running or done before this one may start."""
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
+
+
+@triton.jit
 def route_kernel(logits_ptr, bias_ptr, counts_ptr, pair_token_ptr, pair_weight_ptr,
                  pair_code_ptr, num_tokens, local_offset, scaling,
                  BT: tl.constexpr, LOCAL: tl.constexpr, E: tl.constexpr, G: tl.constexpr,
-                 TOPK_GROUP: tl.constexpr, TOP_K: tl.constexpr):
+                 TOPK_GROUP: tl.constexpr, TOP_K: tl.constexpr, PDL: tl.constexpr):
+    _after_predecessors(PDL)
     GS: tl.constexpr = E // G
     rows = tl.program_id(0) * BT + tl.arange(0, BT)
     live = rows < num_tokens
@@ -104,7 +118,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
                  GEMM1: tl.constexpr, PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                  BK: tl.constexpr, SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, SPLIT: tl.constexpr):
+                 SWAP: tl.constexpr, SPLIT: tl.constexpr, PDL: tl.constexpr):
     """Both grouped GEMMs; see gemm1_kernel and gemm2_kernel for what each computes. Programs
     walk the tiles (expert, n, m), m fastest. A loop step covers BK of K in BK / SUB sub-steps
     of SUB <= QB (one weight scale each): adjacent sub-steps' loads leave together, so each
@@ -118,6 +132,7 @@ def _expert_gemm(a_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_s
     arrival counter (zeroed for the call); the last to arrive adds the SPLIT partials in split
     order (the same sum whichever program is last) and writes the tile's output. No program
     waits on another."""
+    _after_predecessors(PDL)
     experts = tl.arange(0, LOCAL)
     count = tl.load(counts_ptr + experts)
     m_tiles = (count + BM - 1) // BM
@@ -226,7 +241,7 @@ def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr
                  pair_token_ptr, num_tokens, N, K, part_ptr, arrivals_ptr, split_stride,
                  PLANES: tl.constexpr, LOCAL: tl.constexpr,
                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SUB: tl.constexpr,
-                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, SPLIT: tl.constexpr):
+                 QB: tl.constexpr, NUM_PROGS: tl.constexpr, SPLIT: tl.constexpr, PDL: tl.constexpr):
     """out[row, :N] = silu(x w_gate^T) * (x w_up^T) for each pair's row: x = the pair's token's
     hidden row (fp8 [T, K], gathered; scales [K/QB, T]); w [E, 2N, K] fp8 through a TMA
     descriptor over [E * 2N, K], one scale per QB x QB block; up = rows [0, N), gate = [N, 2N).
@@ -236,7 +251,7 @@ def gemm1_kernel(x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr
     _expert_gemm(x_ptr, x_ptr, x_scale_ptr, w_desc, w_scale_ptr, out_ptr, out_scale_ptr,
                  counts_ptr, pair_token_ptr, pair_token_ptr, num_tokens, N, K,
                  part_ptr, arrivals_ptr, split_stride, True, PLANES, QB,
-                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, SPLIT)
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, False, SPLIT, PDL)
 
 
 @triton.jit
@@ -245,7 +260,7 @@ def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pa
                  PLANES: tl.constexpr, A_QB: tl.constexpr,
                  LOCAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  SUB: tl.constexpr, QB: tl.constexpr, NUM_PROGS: tl.constexpr,
-                 SWAP: tl.constexpr, SPLIT: tl.constexpr):
+                 SWAP: tl.constexpr, SPLIT: tl.constexpr, PDL: tl.constexpr):
     """y[row, :N] = routing weight * (a w^T) in bf16: a = the pair's intermediate row through a
     TMA descriptor (bf16, or PLANES fp8 planes with scales [rows, K/A_QB], summed in each
     block's dot); w [E, N, K] fp8 (widened to bf16 for a bf16 a), one scale per QB x QB block.
@@ -253,14 +268,16 @@ def gemm2_kernel(a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, counts_ptr, pa
     _expert_gemm(y_ptr, a_desc, a_scale_ptr, w_desc, w_scale_ptr, y_ptr, a_scale_ptr,
                  counts_ptr, counts_ptr, pair_weight_ptr, num_tokens, N, K,
                  part_ptr, arrivals_ptr, split_stride, False, PLANES, A_QB,
-                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, SPLIT)
+                 LOCAL, BM, BN, BK, SUB, QB, NUM_PROGS, SWAP, SPLIT, PDL)
 
 
 @triton.jit
 def combine_kernel(y_ptr, counts_ptr, pair_code_ptr, out_ptr, num_tokens,
-                   H: tl.constexpr, LOCAL: tl.constexpr, TOP_K: tl.constexpr, BH: tl.constexpr):
+                   H: tl.constexpr, LOCAL: tl.constexpr, TOP_K: tl.constexpr, BH: tl.constexpr,
+                   PDL: tl.constexpr):
     """out[t, cols] = the sum of the token's pairs' rows of y, in top-k order; only the pairs
     the token has are read."""
+    _after_predecessors(PDL)
     t = tl.program_id(0)
     cols = tl.program_id(1) * BH + tl.arange(0, BH)
     experts = tl.arange(0, LOCAL)
@@ -307,8 +324,11 @@ def launch_config(tokens: int) -> dict:
     # T <= 80.
     # engine "auto": gluon_gemms.py's wgmma kernels from GLUON_FROM_TOKENS on a Hopper GPU,
     # these Triton GEMMs otherwise (and on any other GPU, or in the interpreter).
+    # pdl: the route, Triton GEMM and combine kernels launched with programmatic dependent
+    # launch (each starts while the previous one drains; _after_predecessors). Not measured
+    # yet, so off.
     return dict(engine="auto", gemm1=gemm1, gemm2=gemm2, intermediate="fp8_pair",
-                gluon_consumers=3, gluon_stages=None,
+                gluon_consumers=3, gluon_stages=None, pdl=False,
                 route_tokens=1, route_warps=1, combine_cols=1024, combine_warps=4)
 
 
@@ -373,6 +393,8 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
     cfg = dict(launch_config(tokens), **(config or {}))
     dev = hidden_states.device
     engine = pick_engine(cfg["engine"], tokens, dev)
+    pdl = bool(cfg["pdl"]) and dev.type == "cuda"  # sm_90+; the interpreter has no griddepcontrol
+    launch_pdl = {"launch_pdl": True} if pdl else {}
     sms = _sm_count(dev)
     max_pairs = tokens * min(TOP_K, local)
     # The experts' pair counters and, for a split Triton GEMM, its tiles' arrival counters:
@@ -390,8 +412,8 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
     route_kernel[(triton.cdiv(tokens, bt),)](
         routing_logits, routing_bias, counts, pair_token, pair_weight, pair_code, tokens,
         int(local_expert_offset), float(routed_scaling_factor), BT=bt, LOCAL=local,
-        E=NUM_EXPERTS, G=N_GROUP, TOPK_GROUP=TOPK_GROUP, TOP_K=TOP_K,
-        num_warps=cfg["route_warps"])
+        E=NUM_EXPERTS, G=N_GROUP, TOPK_GROUP=TOPK_GROUP, TOP_K=TOP_K, PDL=pdl,
+        num_warps=cfg["route_warps"], **launch_pdl)
     if engine == "gluon":
         from .gluon_gemms import gemms
 
@@ -403,20 +425,22 @@ def launch(routing_logits, routing_bias, hidden_states, hidden_states_scale, gem
         arrivals2 = counters[local + arrivals[0]:] if arrivals[1] else counts
         _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
                       gemm2_weights, gemm2_weights_scale, counts, arrivals1, arrivals2, pair_token,
-                      pair_weight, y, sms)
+                      pair_weight, y, sms, pdl)
     bh = min(cfg["combine_cols"], hidden)
     if hidden % bh:
         raise ValueError(f"moe: combine_cols {bh} must divide the hidden size {hidden}")
     combine_kernel[(tokens, hidden // bh)](y, counts, pair_code, output, tokens, H=hidden,
-                                           LOCAL=local, TOP_K=TOP_K, BH=bh,
-                                           num_warps=cfg["combine_warps"])
+                                           LOCAL=local, TOP_K=TOP_K, BH=bh, PDL=pdl,
+                                           num_warps=cfg["combine_warps"], **launch_pdl)
 
 
 def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_weights_scale,
                   gemm2_weights, gemm2_weights_scale, counts, arrivals1, arrivals2, pair_token,
-                  pair_weight, y, sms):
+                  pair_weight, y, sms, pdl=False):
     """GEMM1 and GEMM2 as the Triton kernels above: y gets each pair's row. arrivals1 / 2: the
-    split GEMMs' zeroed tile counters (any int32 tensor for an unsplit one)."""
+    split GEMMs' zeroed tile counters (any int32 tensor for an unsplit one). pdl: launched
+    with programmatic dependent launch."""
+    launch_pdl = {"launch_pdl": True} if pdl else {}
     tokens, hidden = hidden_states.shape
     local, inter = gemm1_weights.shape[0], gemm2_weights.shape[2]
     dev = hidden_states.device
@@ -447,7 +471,8 @@ def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_
         gemm1_weights_scale, inter_rows, inter_scale, counts, pair_token, tokens, inter, hidden,
         part1, arrivals1, max_pairs * 2 * inter,
         PLANES=planes, LOCAL=local, BM=c1["BM"], BN=c1["BN"], BK=c1["BK"], SUB=sub1,
-        QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, num_warps=c1["num_warps"], num_stages=c1["num_stages"])
+        QB=BLOCK, NUM_PROGS=progs1, SPLIT=split1, PDL=pdl, num_warps=c1["num_warps"],
+        num_stages=c1["num_stages"], **launch_pdl)
     a_qb = inter_bn if planes else inter
     sub2 = _check_tile(c2, hidden, inter, a_qb)
     swap = c2["swap"] and not planes
@@ -460,8 +485,8 @@ def _triton_gemms(cfg, hidden_states, hidden_states_scale, gemm1_weights, gemm1_
         gemm2_weights_scale, y, counts, pair_weight, tokens, hidden, inter,
         part2, arrivals2, max_pairs * hidden,
         PLANES=planes, A_QB=a_qb, LOCAL=local, BM=c2["BM"], BN=c2["BN"], BK=c2["BK"],
-        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=swap, SPLIT=split2,
-        num_warps=c2["num_warps"], num_stages=c2["num_stages"])
+        SUB=sub2, QB=BLOCK, NUM_PROGS=progs2, SWAP=swap, SPLIT=split2, PDL=pdl,
+        num_warps=c2["num_warps"], num_stages=c2["num_stages"], **launch_pdl)
 
 
 class GraphCache:
