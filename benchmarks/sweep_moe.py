@@ -1,7 +1,7 @@
 """The Triton MoE on the GPU, on official workloads' inputs.
 
-    python benchmarks/sweep_moe.py sweep [T,...]   tile configurations per token count, each
-        judged against the reference before it is timed (CUPTI span, cold L2, median, the
+    python benchmarks/sweep_moe.py sweep [T,...] [label,...]   tile configurations per token
+        count (only the labelled variants if given), each judged against the reference before it is timed (CUPTI span, cold L2, median, the
         four launches replayed as one CUDA graph as `run` does); prints floor, TFLOP/s, TB/s
     python benchmarks/sweep_moe.py accuracy        every workload and issue 5's extra cases
         against a float64 oracle: matched ratio under the contest rule, relative error
@@ -61,9 +61,7 @@ def variants(tokens):
     # Both GEMM engines whatever "auto" picks (gluon_gemms.py's wgmma kernels need Hopper).
     yield "triton engine", {"engine": "triton"}
     yield "gluon engine", {"engine": "gluon"}
-    yield "pdl", {"pdl": True}  # programmatic dependent launch of the Triton path's kernels
-    if tokens <= 128:
-        yield "pdl, gemm2 split=4", {"pdl": True, "gemm2": dict(base["gemm2"], split=4)}
+    yield "no pdl", {"pdl": False}  # each kernel launched only once the previous one ended
     for consumers, stages in ((2, (6, 8)), (3, (4, 5)), (3, (5, 7))):
         yield f"gluon {consumers} consumers, stages {stages}", {
             "engine": "gluon", "gluon_consumers": consumers, "gluon_stages": stages}
@@ -109,7 +107,7 @@ def breakdown(fn, args, iters=10):
     return "  ".join(f"{name[:24]} {us:.1f}" for name, us in sorted(times.items(), key=lambda x: -x[1]))
 
 
-def sweep(tokens_wanted):
+def sweep(tokens_wanted, only=None):
     print(f"## MoE tile sweep ({method()}); floor = max(bytes / 4.25 TB/s, FLOPs / 1.3 PFLOP/s)\n")
     for wl, args, cost in workloads(lambda t: t in tokens_wanted):
         t = wl.axes["seq_len"]
@@ -118,6 +116,8 @@ def sweep(tokens_wanted):
         print(f"T={t}: floor {floor:.1f} us ({cost.bytes / 1e6:.0f} MB, {cost.flops / 1e9:.0f} GFLOP)")
         profiled = []
         for label, cfg in variants(t):
+            if only and label not in only:
+                continue
             out = torch.full_like(ref, float("nan"))
             try:
                 moe.launch(*args, out, config=cfg)
@@ -174,6 +174,6 @@ if __name__ == "__main__":
     print(f"inputs of seed {SEED}")
     if argv[0] == "sweep":
         wanted = {int(t) for t in (argv[1] if len(argv) > 1 else "7,80,901,11948").split(",")}
-        sweep(wanted)
+        sweep(wanted, argv[2].split(",") if len(argv) > 2 else None)
     else:
         accuracy()
