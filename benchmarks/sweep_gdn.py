@@ -28,9 +28,9 @@ def module(name):
 def sweep_decode():
     mod = module(DECODE)
     fla = external_peer("fla", DECODE)
-    configs = [(bv, w) for bv in (8, 16, 32, 64) for w in (1, 2, 4, 8)]
+    configs = [(bv, w, fused) for bv in (8, 16, 32, 64) for w in (1, 2, 4, 8) for fused in (False, True)]
     print(f"\n## decode ({method()})\n")
-    print("| B | floor us | default | best (BV, warps) | best TB/s | fla | out err | state err |")
+    print("| B | floor us | default | best (BV, warps, fused) | best TB/s | fla | out err | state err |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for batch in (1, 2, 4, 8, 16, 32, 48, 64, 128, 256):
         args = gdn_decode_inputs(batch, "cuda", seed=batch)
@@ -43,12 +43,12 @@ def sweep_decode():
         for cfg in configs:
             times[cfg] = time_us(lambda *a, c=cfg: mod.launch(*a, config=c), args + [out, new_state])
         best = min(times, key=times.get)
-        default = times[mod.LAUNCH_CONFIG]
+        default = times[mod.launch_config(batch)]
         fla_us = time_us(fla.fn, args) if fla else float("nan")
         print(f"| {batch} | {bytes_moved / COPY_BW * 1e6:.2f} | {default:.2f} | {times[best]:.2f} {best} | "
               f"{bytes_moved / times[best] / 1e6:.2f} | {fla_us:.2f} | {rel_err(out, ref_out):.1e} | "
               f"{rel_err(new_state, ref_state):.1e} |")
-        print("    all:", " ".join(f"{c[0]}/{c[1]}:{t:.2f}" for c, t in sorted(times.items())))
+        print("    all:", " ".join(f"{c[0]}/{c[1]}{'f' if c[2] else ''}:{t:.2f}" for c, t in sorted(times.items())))
 
 
 PREFILL_SHAPES = [[6], [61], [100, 139], [256], [80, 90, 85], [574, 0], [983, 17, 1], [1377],

@@ -1,8 +1,10 @@
 """The Triton GDN decode kernel against the float64 oracle. On CPU through the interpreter at
-small batch sizes; on the GPU from batch 1 to 256."""
+small batch sizes (both output forms); on the GPU from batch 1 to 256, CUDA-graph replays and
+two calls on forked streams of one graph."""
 import pytest
 import torch
 
+from fibkit.testing import assert_concurrent_calls_match_alone, assert_graph_replays_are_right
 from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_oracle, solution_module
 
 NAME = "gdn_decode_qk4_v8_d128_k_last"
@@ -16,27 +18,57 @@ def run_kernel(args, device, config=None):
     return out, new_state
 
 
-def check(batch, with_state, scale, device, seed, config=None):
-    args = gdn_decode_inputs(batch, device, seed, with_state, scale)
-    out, new_state = run_kernel(args, device, config)
+def right(args, outs):
+    out, new_state = outs
     ref_out, ref_state = gdn_decode_oracle(*args)
     assert_judged_close(NAME, out, ref_out, "output")
     assert_judged_close(NAME, new_state, ref_state, "new_state")
     # Far inside the contest's tolerance: fp32 state arithmetic, as the definition does.
     assert (new_state.double() - ref_state).abs().max() < 1e-5
     assert (out.double() - ref_out).abs().max() <= 2 ** -7 * ref_out.abs().max()  # one bf16 ulp
+
+
+def check(batch, with_state, scale, device, seed, config=None):
+    args = gdn_decode_inputs(batch, device, seed, with_state, scale)
+    out, new_state = run_kernel(args, device, config)
+    right(args, (out, new_state))
     again = run_kernel(args, device, config)
     assert torch.equal(out, again[0]) and torch.equal(new_state, again[1])  # deterministic
 
 
 @pytest.mark.parametrize("batch,with_state,scale,config", [
-    (1, False, 0.0, None), (3, True, 0.3, None), (2, True, 0.0, (16, 2))])
+    (1, False, 0.0, None), (3, True, 0.3, None), (2, True, 0.0, (16, 2, False)),
+    (2, True, 0.0, (8, 1, True)), (3, False, 0.2, (8, 1, True))])
 def test_decode_small(batch, with_state, scale, config, device):
     check(batch, with_state, scale, device, seed=batch, config=config)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 2, 4, 8, 16, 32, 48, 64, 128, 256])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 16, 32, 48, 64, 100, 128, 256])
 @pytest.mark.parametrize("with_state,scale", [(True, 0.0), (False, 0.125)])
 def test_decode_batches_gpu(batch, with_state, scale):
     check(batch, with_state, scale, "cuda", seed=100 + batch)
+
+
+def _poisoned_outputs(batch):
+    return [torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda"),
+            torch.full((batch, 8, 128, 128), float("nan"), device="cuda")]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 32, 64])
+def test_decode_graph_replays_gpu(batch):
+    """No host sync: the call captures into a CUDA graph and each replay on fresh inputs is right."""
+    assert_graph_replays_are_right(solution_module(NAME, "triton").run, gdn_decode_inputs(batch, "cuda", 40),
+                                   _poisoned_outputs(batch), lambda seed: gdn_decode_inputs(batch, "cuda", seed),
+                                   right)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batches", [(1, 1), (8, 64), (32, 3)])
+def test_decode_concurrent_calls_in_one_graph_gpu(batches):
+    """Two calls (different inputs and outputs) on two forked streams of one CUDA graph, replayed
+    100 times: each is bitwise the call run alone."""
+    calls = [gdn_decode_inputs(b, "cuda", seed=50 + i) for i, b in enumerate(batches)]
+    assert_concurrent_calls_match_alone(solution_module(NAME, "triton").run, calls,
+                                        [_poisoned_outputs(b) for b in batches])

@@ -22,9 +22,13 @@ HEAD_V = 128
 def gdn_decode_kernel(q_ptr, k_ptr, v_ptr, state_ptr, A_log_ptr, a_ptr, dt_bias_ptr, b_ptr,
                       out_ptr, new_state_ptr, scale,
                       HAS_STATE: tl.constexpr, NUM_V_HEADS: tl.constexpr, GROUP: tl.constexpr,
-                      K: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    seq_head = tl.program_id(0)  # = sequence * NUM_V_HEADS + v head
-    row_block = tl.program_id(1)
+                      K: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, FUSED: tl.constexpr):
+    # One flat grid, a head's row blocks consecutive: the programs the scheduler starts together
+    # read and write one contiguous 64 KiB head, not 16 heads 64 KiB apart (H200: B = 64
+    # 19.5 -> 18.7 us, B = 128 38.6 -> 35.5 us).
+    row_blocks: tl.constexpr = V // BV
+    seq_head = tl.program_id(0) // row_blocks  # = sequence * NUM_V_HEADS + v head
+    row_block = tl.program_id(0) % row_blocks
     head = seq_head % NUM_V_HEADS
     qk_row = (seq_head // NUM_V_HEADS) * (NUM_V_HEADS // GROUP) + head // GROUP
 
@@ -42,20 +46,31 @@ def gdn_decode_kernel(q_ptr, k_ptr, v_ptr, state_ptr, A_log_ptr, a_ptr, dt_bias_
 
     state_offs = seq_head.to(tl.int64) * V * K + rows[:, None] * K + offs_k[None, :]
     if HAS_STATE:
-        s = tl.load(state_ptr + state_offs, eviction_policy="evict_first") * g
+        # No cache hint: evict_first here measured 1-4% slower from B = 48 on (B = 128: 35.9
+        # -> 34.5 us); the store's hint (evict_first, .cs or none) made no difference.
+        s = tl.load(state_ptr + state_offs) * g
     else:
         s = tl.zeros((BV, K), dtype=tl.float32)
     delta = beta * (v - tl.sum(s * k[None, :], axis=1))  # beta (v - S k), per row
-    s = s + delta[:, None] * k[None, :]
-    out = tl.sum(s * q[None, :], axis=1) * scale
+    if FUSED:
+        # o = scale (S + delta k^T) q = scale (S q + delta (k . q)): both reductions read the
+        # loaded rows, so the update is only stored, never reduced again.
+        out = (tl.sum(s * q[None, :], axis=1) + delta * tl.sum(k * q, axis=0)) * scale
+        s = s + delta[:, None] * k[None, :]
+    else:
+        s = s + delta[:, None] * k[None, :]
+        out = tl.sum(s * q[None, :], axis=1) * scale
     tl.store(new_state_ptr + state_offs, s, eviction_policy="evict_first")
     tl.store(out_ptr + seq_head * V + rows, out.to(out_ptr.dtype.element_ty))
 
 
-# (BV, num_warps) at every batch size: the H200 sweep (docs/perf-notes.md) found 8 rows per
-# one-warp program best or within noise of the best from 1 to 256 sequences: the most
-# programs, hence the most loads in flight, for the fewest instructions per byte.
-LAUNCH_CONFIG = (8, 1)
+def launch_config(batch: int):
+    """(BV, num_warps, fused). 8 rows per one-warp program at every batch size: the most
+    programs, hence the most loads in flight, for the fewest instructions per byte (H200
+    sweeps, docs/perf-notes.md: 4-32 rows, 1-8 warps, rows looped over with software
+    pipelining; none faster). The fused output (FUSED above) measured faster only between
+    ~16 and 32 sequences (B = 32: 10.9 -> 9.6 us, twice) and slower at B <= 8 and >= 48."""
+    return 8, 1, 12 <= batch <= 40
 
 
 def run(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state):
@@ -64,7 +79,7 @@ def run(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state):
 
 
 def launch(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state, config=None):
-    """run() with an explicit (BV, num_warps) for sweeps; None picks LAUNCH_CONFIG."""
+    """run() with an explicit (BV, num_warps, fused) for sweeps; None picks launch_config(B)."""
     batch, _, num_qk_heads, head_k = q.shape
     num_v_heads, head_v = v.shape[2], v.shape[3]
     if (head_k, head_v) != (HEAD_K, HEAD_V):
@@ -72,10 +87,10 @@ def launch(q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state, confi
     if batch == 0:
         return
     scale = float(scale) if scale else head_k ** -0.5
-    block_v, num_warps = config or LAUNCH_CONFIG
-    grid = (batch * num_v_heads, head_v // block_v)
+    block_v, num_warps, fused = config or launch_config(batch)
+    grid = (batch * num_v_heads * (head_v // block_v),)
     gdn_decode_kernel[grid](
         q, k, v, state if state is not None else new_state, A_log, a, dt_bias, b,
         output, new_state, scale,
         HAS_STATE=state is not None, NUM_V_HEADS=num_v_heads, GROUP=num_v_heads // num_qk_heads,
-        K=head_k, V=head_v, BV=block_v, num_warps=num_warps)
+        K=head_k, V=head_v, BV=block_v, FUSED=fused, num_warps=num_warps)

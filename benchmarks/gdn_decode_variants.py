@@ -1,0 +1,169 @@
+"""GDN decode designs for issue 16, beside the solution's kernel, FlashInfer's and fla's (GPU).
+
+    python benchmarks/gdn_decode_variants.py [B ...]          (default: 1 4 8 16 32 48 64 128 256)
+    TRITON_INTERPRET=1 python benchmarks/gdn_decode_variants.py check   (CPU: every variant
+        against the float64 oracle at B = 2 and 3, with and without a state)
+
+The solution's kernel (triton/main.py) gives each one-warp program 8 state rows of one
+(sequence, head): per row it reduces S k, updates the row, then reduces S q. The two ideas
+measured here:
+- rows per program in a loop (STEPS row blocks of BV rows, software-pipelined over STAGES),
+  so that at large B fewer, longer programs keep loads in flight while earlier rows are
+  stored (FlashInfer's decode streams a whole head per 4-warp block through a cp.async ring);
+- the output from the loaded state (FUSED): o = scale (S q + delta (k . q)) with
+  delta = beta (v - S k), so S k and S q are two independent reductions of the same registers
+  and the updated rows are only stored, never reduced again (one dependent step shorter).
+A variant is (BV, STEPS, num_warps, STAGES, FUSED); (8, 1, 1, 1, False) is the solution's.
+"""
+import importlib
+import sys
+
+import torch
+import triton
+import triton.language as tl
+
+DECODE = "gdn_decode_qk4_v8_d128_k_last"
+
+
+@triton.jit
+def decode_variant_kernel(q_ptr, k_ptr, v_ptr, state_ptr, A_log_ptr, a_ptr, dt_bias_ptr, b_ptr,
+                          out_ptr, new_state_ptr, scale,
+                          HAS_STATE: tl.constexpr, NUM_V_HEADS: tl.constexpr, GROUP: tl.constexpr,
+                          K: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, STEPS: tl.constexpr,
+                          STAGES: tl.constexpr, FUSED: tl.constexpr, ROWS_FIRST: tl.constexpr,
+                          STREAM_STORE: tl.constexpr, LOAD_HINT: tl.constexpr):
+    # ROWS_FIRST: the row blocks of one head are the grid's fastest axis, so that blocks the
+    # scheduler starts together touch one contiguous 64 KB head rather than 16 heads 64 KB apart.
+    seq_head = tl.program_id(1) if ROWS_FIRST else tl.program_id(0)  # = sequence * NUM_V_HEADS + v head
+    row_block = tl.program_id(0) if ROWS_FIRST else tl.program_id(1)
+    head = seq_head % NUM_V_HEADS
+    qk_row = (seq_head // NUM_V_HEADS) * (NUM_V_HEADS // GROUP) + head // GROUP
+    offs_k = tl.arange(0, K)
+    k = tl.load(k_ptr + qk_row * K + offs_k).to(tl.float32)
+    q = tl.load(q_ptr + qk_row * K + offs_k).to(tl.float32)
+    kq = tl.sum(k * q, axis=0)
+    x = tl.load(a_ptr + seq_head).to(tl.float32) + tl.load(dt_bias_ptr + head)
+    softplus = tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(x)))
+    g = tl.exp(-tl.exp(tl.load(A_log_ptr + head)) * softplus)
+    beta = tl.sigmoid(tl.load(b_ptr + seq_head).to(tl.float32))
+    head_base = seq_head.to(tl.int64) * V * K
+    for step in tl.range(0, STEPS, num_stages=STAGES):
+        rows = (row_block * STEPS + step) * BV + tl.arange(0, BV)
+        state_offs = head_base + rows[:, None] * K + offs_k[None, :]
+        v = tl.load(v_ptr + seq_head * V + rows).to(tl.float32)
+        if HAS_STATE:
+            if LOAD_HINT == 0:
+                s = tl.load(state_ptr + state_offs, eviction_policy="evict_first") * g
+            elif LOAD_HINT == 1:  # no hint
+                s = tl.load(state_ptr + state_offs) * g
+            else:  # cache in L2 only
+                s = tl.load(state_ptr + state_offs, cache_modifier=".cg") * g
+        else:
+            s = tl.zeros((BV, K), dtype=tl.float32)
+        if FUSED:
+            sk = tl.sum(s * k[None, :], axis=1)
+            sq = tl.sum(s * q[None, :], axis=1)
+            delta = beta * (v - sk)
+            out = (sq + delta * kq) * scale
+            s = s + delta[:, None] * k[None, :]
+        else:
+            delta = beta * (v - tl.sum(s * k[None, :], axis=1))
+            s = s + delta[:, None] * k[None, :]
+            out = tl.sum(s * q[None, :], axis=1) * scale
+        if STREAM_STORE:
+            tl.store(new_state_ptr + state_offs, s, cache_modifier=".cs")
+        else:
+            tl.store(new_state_ptr + state_offs, s, eviction_policy="evict_first")
+        tl.store(out_ptr + seq_head * V + rows, out.to(out_ptr.dtype.element_ty))
+
+
+def launch(variant, q, k, v, state, A_log, a, dt_bias, b, scale, output, new_state):
+    bv, steps, warps, stages, fused, rows_first, stream_store, load_hint = (
+        tuple(variant) + (False, False, 0)[len(variant) - 5:])
+    batch, _, qk_heads, head_k = q.shape
+    v_heads, head_v = v.shape[2], v.shape[3]
+    scale = float(scale) if scale else head_k ** -0.5
+    grid = (batch * v_heads, head_v // (bv * steps))
+    decode_variant_kernel[grid[::-1] if rows_first else grid](
+        q, k, v, state if state is not None else new_state, A_log, a, dt_bias, b, output, new_state, scale,
+        HAS_STATE=state is not None, NUM_V_HEADS=v_heads, GROUP=v_heads // qk_heads, K=head_k, V=head_v,
+        BV=bv, STEPS=steps, STAGES=stages, FUSED=fused, ROWS_FIRST=rows_first,
+        STREAM_STORE=stream_store, LOAD_HINT=load_hint, num_warps=warps)
+
+
+SOLUTION = (8, 1, 1, 1, False)
+# (BV, STEPS, num_warps, STAGES, FUSED[, ROWS_FIRST, STREAM_STORE]); the first round (perf
+# notes, decode v2) measured STEPS > 1 and 4-8 warp programs slower at every B.
+VARIANTS = [SOLUTION, (8, 1, 1, 1, True), (8, 1, 1, 1, False, True), (8, 1, 1, 1, True, True),
+            (4, 1, 1, 1, True, True), (16, 1, 1, 1, True, True), (16, 1, 2, 1, True, True),
+            (8, 1, 1, 1, True, True, True), (8, 1, 1, 1, True, False, True),
+            (16, 1, 1, 1, True, True, True), (32, 1, 4, 1, True, True), (8, 2, 1, 1, True, True)]
+
+
+def check_on_cpu():
+    from fibkit.evaluate import interpreter
+    from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, max_error_of_max
+
+    interpreter.patch()
+    for batch, with_state in ((2, True), (3, False)):
+        args = gdn_decode_inputs(batch, "cpu", seed=batch, with_state=with_state)
+        ref_out, ref_state = gdn_decode_oracle(*args)
+        for variant in VARIANTS:
+            out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16)
+            new_state = torch.full((batch, 8, 128, 128), float("nan"))
+            launch(variant, *args, out, new_state)
+            errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
+            assert all(e < 1e-2 for e in errs), (variant, errs)  # NaN fails too
+            print(f"B {batch} state {with_state} {variant}: errors {errs[0]:.1e} / {errs[1]:.1e}")
+
+
+def sweep(batches, variants=None):
+    from fibkit import catalog
+    from fibkit.evaluate.peers import external_peer
+    from fibkit.evaluate.timing import method, time_us
+    from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, max_error_of_max
+
+    solution = importlib.import_module(f"fibkit.solutions.{DECODE}.triton.main")
+    peers = {name: external_peer(name, DECODE) for name in ("fla", "flashinfer")}
+    print(f"## GDN decode variants ({method()}), us; (BV, STEPS, warps, STAGES, FUSED)\n")
+    global VARIANTS
+    VARIANTS = variants or VARIANTS
+    names = [str(v) for v in VARIANTS]
+    print("| B | floor | copy | solution | " + " | ".join(names) + " | fla | flashinfer | best | best TB/s |")
+    print("| --- " * (len(names) + 8) + "|")
+    for batch in batches:
+        args = gdn_decode_inputs(batch, "cuda", seed=batch)
+        ref_out, ref_state = gdn_decode_oracle(*args)
+        out = torch.empty(batch, 1, 8, 128, dtype=torch.bfloat16, device="cuda")
+        new_state = torch.empty(batch, 8, 128, 128, device="cuda")
+        state_bytes = 2 * new_state.numel() * 4
+        # The practical ceiling: the state copied once (its read and write, nothing else).
+        copy = time_us(lambda src, dst: dst.copy_(src), [args[3], new_state])
+        row = [time_us(solution.run, args + [out, new_state])]
+        for variant in VARIANTS:
+            out.fill_(float("nan"))
+            new_state.fill_(float("nan"))
+            launch(variant, *args, out, new_state)
+            errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
+            if not all(e < 1e-2 for e in errs):
+                print(f"    {variant}: WRONG at B = {batch}, errors {errs[0]:.1e} / {errs[1]:.1e}")
+                row.append(float("nan"))
+                continue
+            row.append(time_us(lambda *a, c=variant: launch(c, *a), args + [out, new_state]))
+        for peer in peers.values():
+            row.append(time_us(peer.fn, peer.arguments(args)) if peer else float("nan"))
+        ours = row[1:1 + len(VARIANTS)]
+        best = min(range(len(ours)), key=lambda i: ours[i] if ours[i] == ours[i] else float("inf"))
+        print(f"| {batch} | {state_bytes / catalog.COPY_BYTES_PER_S * 1e6:.2f} | {copy:.2f} | "
+              + " | ".join(f"{t:.2f}" for t in row)
+              + f" | {names[best]} | {state_bytes / ours[best] / 1e6:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["check"]:
+        check_on_cpu()
+    else:
+        batches = [int(b) for b in sys.argv[1:] if b != "hints"]
+        # hints: the state's cache hints on the flat-grid kernel, each variant twice (noise).
+        hints = [(8, 1, 1, 1, False, True, st, lh) for st in (False, True) for lh in (0, 1, 2)] * 2
+        sweep(batches or [1, 4, 8, 16, 32, 48, 64, 128, 256], hints if "hints" in sys.argv else None)
