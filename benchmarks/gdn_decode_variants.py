@@ -1,6 +1,8 @@
 """GDN decode designs for issue 16, beside the solution's kernel, FlashInfer's and fla's (GPU).
 
-    python benchmarks/gdn_decode_variants.py [B ...]          (default: 1 4 8 16 32 48 64 128 256)
+    python benchmarks/gdn_decode_variants.py [hints | cuda] [B ...]   (default B: 1 4 8 16 32 48 64 128 256)
+        the Triton variants below; "hints": the state's cache hints; "cuda": the CUDA solution's
+        kernel.cu built with each of CUDA_VARIANTS' flags. "solution" is the Triton twin.
     TRITON_INTERPRET=1 python benchmarks/gdn_decode_variants.py check   (CPU: every variant
         against the float64 oracle at B = 2 and 3, with and without a state)
 
@@ -117,53 +119,105 @@ def check_on_cpu():
             print(f"B {batch} state {with_state} {variant}: errors {errs[0]:.1e} / {errs[1]:.1e}")
 
 
-def sweep(batches, variants=None):
+def cuda_variants():
+    """The CUDA solution's kernel.cu built with each variant's -D flags (in parallel), as name -> call."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(CUDA_VARIANTS)) as pool:  # builds in parallel, loaded below
+        list(pool.map(_build_only, CUDA_VARIANTS.items()))
+    return {name: _build_cuda((name, flags)).kernel for name, flags in CUDA_VARIANTS.items()}
+
+
+def _build_cuda(item):
+    from pathlib import Path
+    from torch.utils.cpp_extension import load
+
+    name, flags = item
+    tag = name.replace(" ", "_")
+    out = Path(f"/tmp/gdn_decode_cuda/{tag}")
+    out.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).resolve().parent.parent / f"fibkit/solutions/{DECODE}/cuda/kernel.cu"
+    module = load(name=f"gdn_decode_{tag}", sources=[str(source)], build_directory=str(out),
+                  extra_cuda_cflags=flags + ["-O3", "-lineinfo"], verbose=False)
+    return module
+
+
+def _build_only(item):
+    _build_cuda(item)  # a module does not pickle back to the parent
+
+
+# The CUDA solution's kernel.cu as it ships ("cu default") and forced to one (rows per warp,
+# warps per block) at every batch size.
+CUDA_VARIANTS = {"cu default": []} | {
+    f"cu r{rows} w{warps}": [f"-DGDN_DECODE_ROWS={rows}", f"-DGDN_DECODE_WARPS={warps}"]
+    for rows, warps in ((8, 1), (8, 2), (4, 2), (4, 4), (2, 4))}
+
+
+def sweep(batches, variants):
+    """variants: name -> fn(*inputs, output, new_state); each checked, then timed, per B."""
     from fibkit import catalog
     from fibkit.evaluate.peers import external_peer
     from fibkit.evaluate.timing import method, time_us
     from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, max_error_of_max
 
+    def right(fn, args, batch):
+        ref_out, ref_state = gdn_decode_oracle(*args)
+        out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda")
+        new_state = torch.full((batch, 8, 128, 128), float("nan"), device="cuda")
+        fn(*args, out, new_state)
+        errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
+        return all(e < 1e-2 for e in errs), errs  # NaN fails too
+
     solution = importlib.import_module(f"fibkit.solutions.{DECODE}.triton.main")
     peers = {name: external_peer(name, DECODE) for name in ("fla", "flashinfer")}
-    print(f"## GDN decode variants ({method()}), us; (BV, STEPS, warps, STAGES, FUSED)\n")
-    global VARIANTS
-    VARIANTS = variants or VARIANTS
-    names = [str(v) for v in VARIANTS]
+    names = list(variants)
+    for name in names:  # without a state, at a batch size no row block divides evenly into
+        ok, errs = right(variants[name], gdn_decode_inputs(3, "cuda", seed=7, with_state=False), 3)
+        if not ok:
+            print(f"    {name}: WRONG without a state, errors {errs[0]:.1e} / {errs[1]:.1e}")
+    print(f"## GDN decode variants ({method()}), us; Triton (BV, STEPS, warps, STAGES, FUSED, "
+          "ROWS_FIRST, STREAM_STORE, LOAD_HINT)\n")
     print("| B | floor | copy | solution | " + " | ".join(names) + " | fla | flashinfer | best | best TB/s |")
     print("| --- " * (len(names) + 8) + "|")
     for batch in batches:
         args = gdn_decode_inputs(batch, "cuda", seed=batch)
-        ref_out, ref_state = gdn_decode_oracle(*args)
         out = torch.empty(batch, 1, 8, 128, dtype=torch.bfloat16, device="cuda")
         new_state = torch.empty(batch, 8, 128, 128, device="cuda")
         state_bytes = 2 * new_state.numel() * 4
         # The practical ceiling: the state copied once (its read and write, nothing else).
         copy = time_us(lambda src, dst: dst.copy_(src), [args[3], new_state])
         row = [time_us(solution.run, args + [out, new_state])]
-        for variant in VARIANTS:
-            out.fill_(float("nan"))
-            new_state.fill_(float("nan"))
-            launch(variant, *args, out, new_state)
-            errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
-            if not all(e < 1e-2 for e in errs):
-                print(f"    {variant}: WRONG at B = {batch}, errors {errs[0]:.1e} / {errs[1]:.1e}")
+        for name in names:
+            ok, errs = right(variants[name], args, batch)
+            if not ok:
+                print(f"    {name}: WRONG at B = {batch}, errors {errs[0]:.1e} / {errs[1]:.1e}")
                 row.append(float("nan"))
                 continue
-            row.append(time_us(lambda *a, c=variant: launch(c, *a), args + [out, new_state]))
+            row.append(time_us(variants[name], args + [out, new_state]))
         for peer in peers.values():
             row.append(time_us(peer.fn, peer.arguments(args)) if peer else float("nan"))
-        ours = row[1:1 + len(VARIANTS)]
+        ours = row[1:1 + len(names)]
         best = min(range(len(ours)), key=lambda i: ours[i] if ours[i] == ours[i] else float("inf"))
         print(f"| {batch} | {state_bytes / catalog.COPY_BYTES_PER_S * 1e6:.2f} | {copy:.2f} | "
               + " | ".join(f"{t:.2f}" for t in row)
               + f" | {names[best]} | {state_bytes / ours[best] / 1e6:.2f} |", flush=True)
 
 
+def triton_variants(configs):
+    return {str(c): (lambda *a, c=c: launch(c, *a)) for c in configs}
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["check"]:
+    argv = sys.argv[1:]
+    if argv == ["check"]:
         check_on_cpu()
     else:
-        batches = [int(b) for b in sys.argv[1:] if b != "hints"]
-        # hints: the state's cache hints on the flat-grid kernel, each variant twice (noise).
-        hints = [(8, 1, 1, 1, False, True, st, lh) for st in (False, True) for lh in (0, 1, 2)] * 2
-        sweep(batches or [1, 4, 8, 16, 32, 48, 64, 128, 256], hints if "hints" in sys.argv else None)
+        batches = [int(b) for b in argv if b.isdigit()] or [1, 4, 8, 16, 32, 48, 64, 128, 256]
+        if "hints" in argv:  # the state's cache hints on the flat-grid kernel, each twice (noise)
+            chosen = triton_variants([(8, 1, 1, 1, False, True, st, lh) for st in (False, True)
+                                      for lh in (0, 1, 2)] * 2)
+        elif "cuda" in argv:  # the CUDA solution's kernel in several shapes beside the Triton one
+            chosen = cuda_variants()
+        else:
+            chosen = triton_variants(VARIANTS)
+        sweep(batches, chosen)

@@ -1,8 +1,12 @@
-"""The Triton GDN decode kernel against the float64 oracle. On CPU through the interpreter at
-small batch sizes (both output forms); on the GPU from batch 1 to 256, CUDA-graph replays and
-two calls on forked streams of one graph."""
+"""The GDN decode solutions against the float64 oracle. CPU: the Triton solution (the default)
+through the interpreter at small batch sizes (both output forms). GPU: it and the CUDA solution
+from batch 1 to 256, CUDA-graph replays and two calls on forked streams of one graph."""
+from functools import lru_cache
+
 import pytest
 import torch
+
+from fibkit import testing
 
 from fibkit.testing import assert_concurrent_calls_match_alone, assert_graph_replays_are_right
 from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_oracle, solution_module
@@ -10,11 +14,19 @@ from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_or
 NAME = "gdn_decode_qk4_v8_d128_k_last"
 
 
-def run_kernel(args, device, config=None):
+@lru_cache(maxsize=None)
+def solution_call(variant):
+    return testing.solution_call(NAME, variant)
+
+
+def run_kernel(args, device, config=None, variant="triton"):
     batch = args[0].shape[0]
     out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device=device)
     new_state = torch.full((batch, 8, 128, 128), float("nan"), device=device)  # poisoned
-    solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
+    if variant == "triton":
+        solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
+    else:
+        solution_call(variant)(*args, out, new_state)
     return out, new_state
 
 
@@ -28,11 +40,11 @@ def right(args, outs):
     assert (out.double() - ref_out).abs().max() <= 2 ** -7 * ref_out.abs().max()  # one bf16 ulp
 
 
-def check(batch, with_state, scale, device, seed, config=None):
+def check(batch, with_state, scale, device, seed, config=None, variant="triton"):
     args = gdn_decode_inputs(batch, device, seed, with_state, scale)
-    out, new_state = run_kernel(args, device, config)
+    out, new_state = run_kernel(args, device, config, variant)
     right(args, (out, new_state))
-    again = run_kernel(args, device, config)
+    again = run_kernel(args, device, config, variant)
     assert torch.equal(out, again[0]) and torch.equal(new_state, again[1])  # deterministic
 
 
@@ -46,8 +58,9 @@ def test_decode_small(batch, with_state, scale, config, device):
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 16, 32, 48, 64, 100, 128, 256])
 @pytest.mark.parametrize("with_state,scale", [(True, 0.0), (False, 0.125)])
-def test_decode_batches_gpu(batch, with_state, scale):
-    check(batch, with_state, scale, "cuda", seed=100 + batch)
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_decode_batches_gpu(batch, with_state, scale, variant):
+    check(batch, with_state, scale, "cuda", seed=100 + batch, variant=variant)
 
 
 def _poisoned_outputs(batch):
@@ -57,18 +70,20 @@ def _poisoned_outputs(batch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [1, 32, 64])
-def test_decode_graph_replays_gpu(batch):
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_decode_graph_replays_gpu(batch, variant):
     """No host sync: the call captures into a CUDA graph and each replay on fresh inputs is right."""
-    assert_graph_replays_are_right(solution_module(NAME, "triton").run, gdn_decode_inputs(batch, "cuda", 40),
+    assert_graph_replays_are_right(solution_call(variant), gdn_decode_inputs(batch, "cuda", 40),
                                    _poisoned_outputs(batch), lambda seed: gdn_decode_inputs(batch, "cuda", seed),
                                    right)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batches", [(1, 1), (8, 64), (32, 3)])
-def test_decode_concurrent_calls_in_one_graph_gpu(batches):
+@pytest.mark.parametrize("variant", ["triton", "cuda"])
+def test_decode_concurrent_calls_in_one_graph_gpu(batches, variant):
     """Two calls (different inputs and outputs) on two forked streams of one CUDA graph, replayed
     100 times: each is bitwise the call run alone."""
     calls = [gdn_decode_inputs(b, "cuda", seed=50 + i) for i, b in enumerate(batches)]
-    assert_concurrent_calls_match_alone(solution_module(NAME, "triton").run, calls,
+    assert_concurrent_calls_match_alone(solution_call(variant), calls,
                                         [_poisoned_outputs(b) for b in batches])
