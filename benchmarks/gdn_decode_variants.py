@@ -2,7 +2,7 @@
 
     python benchmarks/gdn_decode_variants.py [hints | cuda] [B ...]   (default B: 1 4 8 16 32 48 64 128 256)
         the Triton variants below; "hints": the state's cache hints; "cuda": the CUDA solution's
-        kernel.cu built with each of CUDA_VARIANTS' flags. "solution" is the Triton twin.
+        kernel.cu built with each of CUDA_VARIANTS' flags. "solution" is the Triton solution.
     TRITON_INTERPRET=1 python benchmarks/gdn_decode_variants.py check   (CPU: every variant
         against the float64 oracle at B = 2 and 3, with and without a state)
 
@@ -15,7 +15,8 @@ measured here:
 - the output from the loaded state (FUSED): o = scale (S q + delta (k . q)) with
   delta = beta (v - S k), so S k and S q are two independent reductions of the same registers
   and the updated rows are only stored, never reduced again (one dependent step shorter).
-A variant is (BV, STEPS, num_warps, STAGES, FUSED); (8, 1, 1, 1, False) is the solution's.
+A variant is (BV, STEPS, num_warps, STAGES, FUSED[, ROWS_FIRST, STREAM_STORE, LOAD_HINT]);
+(8, 1, 1, 1, False) is v1's kernel.
 """
 import importlib
 import sys
@@ -94,7 +95,7 @@ def launch(variant, q, k, v, state, A_log, a, dt_bias, b, scale, output, new_sta
 
 
 SOLUTION = (8, 1, 1, 1, False)
-# (BV, STEPS, num_warps, STAGES, FUSED[, ROWS_FIRST, STREAM_STORE]); the first round (perf
+# (BV, STEPS, num_warps, STAGES, FUSED[, ROWS_FIRST, STREAM_STORE, LOAD_HINT]); the first round (perf
 # notes, decode v2) measured STEPS > 1 and 4-8 warp programs slower at every B.
 VARIANTS = [SOLUTION, (8, 1, 1, 1, True), (8, 1, 1, 1, False, True), (8, 1, 1, 1, True, True),
             (4, 1, 1, 1, True, True), (16, 1, 1, 1, True, True), (16, 1, 2, 1, True, True),
@@ -102,20 +103,28 @@ VARIANTS = [SOLUTION, (8, 1, 1, 1, True), (8, 1, 1, 1, False, True), (8, 1, 1, 1
             (16, 1, 1, 1, True, True, True), (32, 1, 4, 1, True, True), (8, 2, 1, 1, True, True)]
 
 
+def errors(fn, args, device):
+    """fn(*args, output, new_state) on poisoned outputs: (both within 1e-2 of the float64
+    oracle's largest value, (output error, state error)); NaN fails."""
+    from fibkit.testing import gdn_decode_oracle, max_error_of_max, poisoned
+
+    ref_out, ref_state = gdn_decode_oracle(*args)
+    out, new_state = poisoned(DECODE, {"batch_size": args[0].shape[0]}, device)
+    fn(*args, out, new_state)
+    errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
+    return all(e < 1e-2 for e in errs), errs
+
+
 def check_on_cpu():
     from fibkit.evaluate import interpreter
-    from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, max_error_of_max
+    from fibkit.testing import gdn_decode_inputs
 
     interpreter.patch()
     for batch, with_state in ((2, True), (3, False)):
         args = gdn_decode_inputs(batch, "cpu", seed=batch, with_state=with_state)
-        ref_out, ref_state = gdn_decode_oracle(*args)
         for variant in VARIANTS:
-            out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16)
-            new_state = torch.full((batch, 8, 128, 128), float("nan"))
-            launch(variant, *args, out, new_state)
-            errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
-            assert all(e < 1e-2 for e in errs), (variant, errs)  # NaN fails too
+            ok, errs = errors(lambda *a, c=variant: launch(c, *a), args, "cpu")
+            assert ok, (variant, errs)
             print(f"B {batch} state {with_state} {variant}: errors {errs[0]:.1e} / {errs[1]:.1e}")
 
 
@@ -158,21 +167,13 @@ def sweep(batches, variants):
     from fibkit import catalog
     from fibkit.evaluate.peers import external_peer
     from fibkit.evaluate.timing import method, time_us
-    from fibkit.testing import gdn_decode_inputs, gdn_decode_oracle, max_error_of_max
-
-    def right(fn, args, batch):
-        ref_out, ref_state = gdn_decode_oracle(*args)
-        out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda")
-        new_state = torch.full((batch, 8, 128, 128), float("nan"), device="cuda")
-        fn(*args, out, new_state)
-        errs = max_error_of_max(out, ref_out), max_error_of_max(new_state, ref_state)
-        return all(e < 1e-2 for e in errs), errs  # NaN fails too
+    from fibkit.testing import gdn_decode_inputs
 
     solution = importlib.import_module(f"fibkit.solutions.{DECODE}.triton.main")
     peers = {name: external_peer(name, DECODE) for name in ("fla", "flashinfer")}
     names = list(variants)
     for name in names:  # without a state, at a batch size no row block divides evenly into
-        ok, errs = right(variants[name], gdn_decode_inputs(3, "cuda", seed=7, with_state=False), 3)
+        ok, errs = errors(variants[name], gdn_decode_inputs(3, "cuda", seed=7, with_state=False), "cuda")
         if not ok:
             print(f"    {name}: WRONG without a state, errors {errs[0]:.1e} / {errs[1]:.1e}")
     print(f"## GDN decode variants ({method()}), us; Triton (BV, STEPS, warps, STAGES, FUSED, "
@@ -188,7 +189,7 @@ def sweep(batches, variants):
         copy = time_us(lambda src, dst: dst.copy_(src), [args[3], new_state])
         row = [time_us(solution.run, args + [out, new_state])]
         for name in names:
-            ok, errs = right(variants[name], args, batch)
+            ok, errs = errors(variants[name], args, "cuda")
             if not ok:
                 print(f"    {name}: WRONG at B = {batch}, errors {errs[0]:.1e} / {errs[1]:.1e}")
                 row.append(float("nan"))

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from fibkit import testing
-
 from fibkit.testing import assert_concurrent_calls_match_alone, assert_graph_replays_are_right
-from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_oracle, solution_module
+from fibkit.testing import assert_judged_close, gdn_decode_inputs, gdn_decode_oracle, poisoned, solution_module
 
 NAME = "gdn_decode_qk4_v8_d128_k_last"
 
@@ -19,10 +18,12 @@ def solution_call(variant):
     return testing.solution_call(NAME, variant)
 
 
+def _poisoned_outputs(batch, device="cuda"):
+    return poisoned(NAME, {"batch_size": batch}, device)
+
+
 def run_kernel(args, device, config=None, variant="triton"):
-    batch = args[0].shape[0]
-    out = torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device=device)
-    new_state = torch.full((batch, 8, 128, 128), float("nan"), device=device)  # poisoned
+    out, new_state = _poisoned_outputs(args[0].shape[0], device)
     if variant == "triton":
         solution_module(NAME, "triton").launch(*args, out, new_state, config=config)
     else:
@@ -61,11 +62,6 @@ def test_decode_small(batch, with_state, scale, config, device):
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_decode_batches_gpu(batch, with_state, scale, variant):
     check(batch, with_state, scale, "cuda", seed=100 + batch, variant=variant)
-
-
-def _poisoned_outputs(batch):
-    return [torch.full((batch, 1, 8, 128), float("nan"), dtype=torch.bfloat16, device="cuda"),
-            torch.full((batch, 8, 128, 128), float("nan"), device="cuda")]
 
 
 @pytest.mark.gpu
