@@ -156,10 +156,13 @@ def _build_only(item):
 
 
 # The CUDA solution's kernel.cu as it ships ("cu default") and forced to one (rows per warp,
-# warps per block) at every batch size.
+# warps per block, lanes per row) at every batch size.
 CUDA_VARIANTS = {"cu default": []} | {
-    f"cu r{rows} w{warps}": [f"-DGDN_DECODE_ROWS={rows}", f"-DGDN_DECODE_WARPS={warps}"]
-    for rows, warps in ((8, 1), (8, 2), (4, 2), (4, 4), (2, 4))}
+    f"cu r{rows} w{warps} l{lanes}": [f"-DGDN_DECODE_ROWS={rows}", f"-DGDN_DECODE_WARPS={warps}",
+                                      f"-DGDN_DECODE_LANES={lanes}"]
+    for rows, warps, lanes in ((4, 2, 32), (4, 8, 8), (4, 4, 16), (2, 8, 16), (8, 2, 16), (4, 2, 16),
+                               (8, 1, 32), (8, 1, 16), (8, 1, 8), (16, 1, 16), (16, 2, 16), (8, 2, 32),
+                               (16, 1, 32))}
 
 
 def sweep(batches, variants):

@@ -124,6 +124,13 @@ class DefSpec:
     def solution_dir(self, variant: Optional[str] = None) -> Path:
         return self.root / "solutions" / self.name / (variant or self.default_variant)
 
+    def variant_for(self, asked: Optional[str], device: str) -> str:
+        """The variant of fibkit's solution a run uses: the one asked for, else the default;
+        on the CPU (Triton's interpreter), a CUDA default's twin, which is what runs there."""
+        if asked:
+            return asked
+        return self.twin if device == "cpu" and self.twin else self.default_variant
+
     def variants(self) -> List[str]:
         root = self.root / "solutions" / self.name
         return sorted(p.name for p in root.iterdir() if (p / "config.toml").is_file())
@@ -229,7 +236,7 @@ SPECS: Dict[str, DefSpec] = {
             alias="gdn_decode", track="gated_delta_net", op_type="gdn", size_axis="batch_size",
             judge=Judge(), cost=_gdn_decode_cost,
             synthesize=_lazy("fibkit.dataset.gdn", "synthesize_decode"), peers=("torch", "fla", "flashinfer"),
-            default_variant="triton",
+            default_variant="cuda", twin="triton",
         ),
         DefSpec(
             name="gdn_prefill_qk4_v8_d128_k_last",

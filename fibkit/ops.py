@@ -47,9 +47,8 @@ def _entry(name: str, interpreted: bool):
     """The default solution's callable (outputs as arguments), its library entry where the
     catalog names one; through Triton's interpreter, a CUDA default's Triton twin instead."""
     spec = catalog.SPECS[name]
-    if interpreted and spec.twin:
-        return solution_call(name, spec.twin)
-    return solution_call(name, spec.default_variant, spec.library_entry)
+    variant = spec.variant_for(None, "cpu" if interpreted else "cuda")
+    return solution_call(name, variant, spec.library_entry if variant == spec.default_variant else None)
 
 
 def _validate(name: str, args: Sequence[Any]) -> Dict[str, int]:

@@ -96,3 +96,12 @@ def test_a_sixth_definition_through_the_catalog_alone(toy, tmp_path, capsys):
     assert main(["pack", "toy", "--out", str(out)]) == 0
     packed = json.loads(out.read_text())
     assert packed["definition"] == NAME and packed["spec"]["language"] == "python"
+
+
+def test_the_cpu_runs_a_cuda_defaults_twin():
+    decode = catalog.SPECS["gdn_decode_qk4_v8_d128_k_last"]
+    assert decode.variant_for(None, "cuda") == decode.default_variant == "cuda"
+    assert decode.variant_for(None, "cpu") == decode.twin == "triton"
+    assert decode.variant_for("baseline", "cpu") == "baseline"  # asked for, always
+    for spec in catalog.SPECS.values():  # every twin is a solution folder of its own
+        assert spec.variant_for(None, "cpu") in spec.variants()

@@ -68,7 +68,7 @@ def evaluate(folder=None, device="cpu", spec=DECODE, **kw):
 
 
 def test_default_solution_passes_end_to_end(device):
-    # The default is a Triton kernel: on the GPU where there is one, else the interpreter.
+    # On the GPU where there is one, else the CUDA default's Triton twin through the interpreter.
     rows = evaluate(device=device)
     assert [r["status"] for r in rows] == ["PASSED"]
 

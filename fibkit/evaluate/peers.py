@@ -189,7 +189,7 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
         main = solution_contender("yours", open_solution(opts.solution), definition)
         variant = None
     else:
-        variant = opts.variant or spec.default_variant
+        variant = spec.variant_for(opts.variant, opts.device)
         main = solution_contender("ours", pack(spec.solution_dir(variant)), definition)
     peers: List[Contender] = []
     if not (opts.peers and opts.timing):
@@ -198,7 +198,8 @@ def contenders(spec, definition, opts) -> Tuple[Contender, List[Contender]]:
         if opts.peer_names is not None and name not in opts.peer_names:
             continue
         if name == "fibkit":
-            peers.append(solution_contender("fibkit", pack(spec.solution_dir()), definition))
+            fibkit_variant = spec.variant_for(None, opts.device)
+            peers.append(solution_contender("fibkit", pack(spec.solution_dir(fibkit_variant)), definition))
         elif name == "torch":
             peers.append(solution_contender("torch", pack(spec.solution_dir("baseline")), definition))
         else:

@@ -283,7 +283,7 @@ def evaluate_definition(spec: DefSpec, opts: RunOptions, progress=None) -> dict:
         "gpu": ev.gpu,
         "definition": spec.name,
         "solution": ev.main.solution.name,
-        "variant": None if opts.solution else (opts.variant or spec.default_variant),
+        "variant": None if opts.solution else spec.variant_for(opts.variant, opts.device),
         "user_solution": str(opts.solution) if opts.solution else None,
         "timing_method": timing.method() if opts.timing else None,
         "timing": {"warmup": ev.warmup, "iterations": ev.iters, "trials": opts.trials} if opts.timing else None,

@@ -1,6 +1,7 @@
-"""The GDN decode solutions against the float64 oracle. CPU: the Triton solution (the default)
-through the interpreter at small batch sizes (both output forms). GPU: it and the CUDA solution
-from batch 1 to 256, CUDA-graph replays and two calls on forked streams of one graph."""
+"""The GDN decode solutions against the float64 oracle. CPU: the Triton twin through the
+interpreter at small batch sizes (both output forms). GPU: it and the CUDA solution (the default)
+from batch 1 to 256, each side of every block-shape boundary of the CUDA kernel (12/13, 16/17,
+28/29, 40/41, 56/57), CUDA-graph replays and two calls on forked streams of one graph."""
 from functools import lru_cache
 
 import pytest
@@ -57,7 +58,7 @@ def test_decode_small(batch, with_state, scale, config, device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 16, 32, 48, 64, 100, 128, 256])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 12, 13, 16, 17, 28, 29, 32, 40, 41, 48, 56, 57, 64, 100, 128, 256])
 @pytest.mark.parametrize("with_state,scale", [(True, 0.0), (False, 0.125)])
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_decode_batches_gpu(batch, with_state, scale, variant):
@@ -65,7 +66,7 @@ def test_decode_batches_gpu(batch, with_state, scale, variant):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 32, 64])
+@pytest.mark.parametrize("batch", [1, 16, 24, 32, 64])
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_decode_graph_replays_gpu(batch, variant):
     """No host sync: the call captures into a CUDA graph and each replay on fresh inputs is right."""

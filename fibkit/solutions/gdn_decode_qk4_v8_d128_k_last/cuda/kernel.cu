@@ -1,5 +1,6 @@
-// GDN decode as one CUDA kernel per call (a variant beside ../triton, the default, until a full
-// `fibkit bench` run has timed it; the H200 sweep in docs/perf-notes.md, decode v2, measured it).
+// GDN decode as one CUDA kernel per call: the definition's default solution (../triton is its
+// twin, which the CPU tests run through the Triton interpreter). docs/perf-notes.md, decode v2
+// and v3, has the H200 measurements behind each choice below.
 //
 // Shapes: q, k [B, 1, 4, 128] bf16; v [B, 1, 8, 128] bf16; a, b [B, 1, 8] bf16; A_log, dt_bias
 // [8] fp32; state / new_state [B, 8, 128 (V), 128 (K)] fp32, k-last; output [B, 1, 8, 128] bf16.
@@ -7,8 +8,8 @@
 //     S_v <- g S_v;  delta_v = beta (v_v - S_v.k);  S_v <- S_v + delta_v k;  o_v = scale S_v.q
 // and the step is memory-bound on the state (64 KiB read and 64 KiB written per sequence and head).
 //
-// A warp owns kRows state rows of one (sequence, v head); lane l holds columns [4l, 4l + 4) of
-// each row, so a row is one coalesced 512-byte float4 load and store. The state loads are issued
+// A warp owns kRows state rows of one (sequence, v head), kLanes lanes to a row, each lane a
+// few float4 chunks of it, so every state access is a coalesced 16-byte one. The state loads are issued
 // first, before the gates are computed, so their latency covers everything else. The output is
 // formed from the loaded rows, o = scale (S q + delta (k.q)), so S k, S q and k.q are independent
 // butterflies, interleaved across rows, and the updated rows are only stored. A head's blocks
@@ -16,13 +17,6 @@
 // head. No program waits on another; no shared memory.
 #include <cuda_bf16.h>
 #include <cstdint>
-
-// Up to this many sequences, 4 rows per warp and 2 warps per block: twice the warps of 8-row
-// warps, for a latency-bound call (H200: B = 1 2.24 -> 2.08 us); beyond it, 8 rows per one-warp
-// block (B = 64: 18.3 us against 18.8 for 4 x 2).
-#ifndef GDN_DECODE_SMALL_BATCH
-#define GDN_DECODE_SMALL_BATCH 16
-#endif
 
 namespace gdn_decode {
 
@@ -37,31 +31,52 @@ __device__ __forceinline__ float4 load_bf16x4(const __nv_bfloat16* p) {
 
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 
-template <int kRows, int kWarps>
+// kLanes lanes share a row, so a warp instruction covers 32 / kLanes rows, each a contiguous
+// 16 kLanes bytes; lane (group g, sub s) holds float4 chunks s, s + kLanes, ... of its rows. A
+// row's dot products then reduce over log2(kLanes) butterfly levels, and a warp's kRows rows take
+// 2 (kRows kLanes / 32) log2(kLanes) + log2(kLanes) shuffles (85 for 8 rows at 32 lanes a row, 15
+// at 8). Fewer levels shorten the chain after the loads land, which is what a small batch waits
+// on; at B >= 16 fewer lanes a row measured no faster (the shuffles are not what bounds it there).
+template <int kRows, int kWarps, int kLanes>
 __global__ void __launch_bounds__(32 * kWarps)
 decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
               const __nv_bfloat16* __restrict__ v, const float* state, const float* __restrict__ A_log,
               const __nv_bfloat16* __restrict__ a, const float* __restrict__ dt_bias,
               const __nv_bfloat16* __restrict__ b, __nv_bfloat16* __restrict__ out, float* new_state,
               float scale) {
-  static_assert(kV % (kRows * kWarps) == 0 && kRows <= 32, "a head's rows split evenly; a lane per output row");
+  constexpr int kRowsPerStep = 32 / kLanes;          // rows one warp instruction covers
+  constexpr int kSlots = kRows / kRowsPerStep;       // rows per lane
+  constexpr int kChunks = kK / 4 / kLanes;           // float4 chunks per lane and row
+  static_assert(kLanes >= 4 && kLanes <= 32 && (kLanes & (kLanes - 1)) == 0, "4 to 32 lanes a row");
+  static_assert(kRows % kRowsPerStep == 0 && kSlots <= kLanes, "whole steps; a lane per output row");
+  static_assert(kV % (kRows * kWarps) == 0, "a head's rows split evenly");
   constexpr int kBlocksPerHead = kV / (kRows * kWarps);
   const int seq_head = blockIdx.x / kBlocksPerHead;  // = sequence * kVHeads + v head
-  const int lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x % kBlocksPerHead) * kRows * kWarps + (threadIdx.x / 32) * kRows;
+  const int lane = threadIdx.x % 32, group = lane / kLanes, sub = lane % kLanes;
+  const int row0 = (blockIdx.x % kBlocksPerHead) * kRows * kWarps + (threadIdx.x / 32) * kRows + group;
   const int head = seq_head % kVHeads;
   const int qk_row = (seq_head / kVHeads) * (kVHeads / kGroup) + head / kGroup;
-  const size_t base = (static_cast<size_t>(seq_head) * kV + row0) * kK + 4 * lane;
+  // This lane's rows are row0 + i kRowsPerStep; its columns 4 (sub + j kLanes) + [0, 4).
+  const size_t base = (static_cast<size_t>(seq_head) * kV + row0) * kK + 4 * sub;
+  const auto at = [](int i, int j) { return i * kRowsPerStep * kK + 4 * j * kLanes; };
 
   // The state first: kRows independent 16-byte loads in flight per lane. (state and new_state
   // may be one buffer: each element is read before the same thread writes it.)
-  float4 s[kRows];
+  float4 s[kSlots][kChunks];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r)
-    s[r] = state ? *reinterpret_cast<const float4*>(state + base + r * kK) : make_float4(0.f, 0.f, 0.f, 0.f);
-  const float4 kv = load_bf16x4(k + qk_row * kK + 4 * lane);
-  const float4 qv = load_bf16x4(q + qk_row * kK + 4 * lane);
-  const float v_lane = lane < kRows ? __bfloat162float(v[seq_head * kV + row0 + lane]) : 0.f;
+  for (int i = 0; i < kSlots; ++i)
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j)
+      s[i][j] = state ? *reinterpret_cast<const float4*>(state + base + at(i, j)) : make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 kv[kChunks], qv[kChunks];
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    kv[j] = load_bf16x4(k + qk_row * kK + 4 * (sub + j * kLanes));
+    qv[j] = load_bf16x4(q + qk_row * kK + 4 * (sub + j * kLanes));
+  }
+  float v_row[kSlots];
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) v_row[i] = __bfloat162float(v[seq_head * kV + row0 + i * kRowsPerStep]);
 
   // Gates, as in the definition: g = exp(-exp(A_log) softplus(a + dt_bias)), beta = sigmoid(b).
   const float x = __bfloat162float(a[seq_head]) + dt_bias[head];
@@ -69,35 +84,44 @@ decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restri
   const float g = expf(-expf(A_log[head]) * softplus);
   const float beta = 1.f / (1.f + expf(-__bfloat162float(b[seq_head])));
 
-  // Lane partials of (g S) k and (g S) q per row, then each butterfly step for every row at
+  // Lane partials of (g S) k and (g S) q per row, then each butterfly level for every row at
   // once, so that the rows' shuffles overlap.
-  float sk[kRows], sq[kRows];
+  float sk[kSlots], sq[kSlots], kq = 0.f;
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    s[r] = make_float4(s[r].x * g, s[r].y * g, s[r].z * g, s[r].w * g);
-    sk[r] = dot4(s[r], kv);
-    sq[r] = dot4(s[r], qv);
+  for (int j = 0; j < kChunks; ++j) kq += dot4(kv[j], qv[j]);
+#pragma unroll
+  for (int i = 0; i < kSlots; ++i) {
+    sk[i] = sq[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      s[i][j] = make_float4(s[i][j].x * g, s[i][j].y * g, s[i][j].z * g, s[i][j].w * g);
+      sk[i] += dot4(s[i][j], kv[j]);
+      sq[i] += dot4(s[i][j], qv[j]);
+    }
   }
-  float kq = dot4(kv, qv);
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) {
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      sk[r] += __shfl_xor_sync(0xffffffffu, sk[r], offset);
-      sq[r] += __shfl_xor_sync(0xffffffffu, sq[r], offset);
+    for (int i = 0; i < kSlots; ++i) {
+      sk[i] += __shfl_xor_sync(0xffffffffu, sk[i], offset);
+      sq[i] += __shfl_xor_sync(0xffffffffu, sq[i], offset);
     }
     kq += __shfl_xor_sync(0xffffffffu, kq, offset);
   }
 
-  float out_lane = 0.f;
+  // delta = beta (v - S k); o = scale (S + delta k^T) q = scale (S q + delta (k.q)).
+  float out_row = 0.f;
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float delta = beta * (__shfl_sync(0xffffffffu, v_lane, r) - sk[r]);
-    if (lane == r) out_lane = scale * (sq[r] + delta * kq);
-    *reinterpret_cast<float4*>(new_state + base + r * kK) =
-        make_float4(s[r].x + delta * kv.x, s[r].y + delta * kv.y, s[r].z + delta * kv.z, s[r].w + delta * kv.w);
+  for (int i = 0; i < kSlots; ++i) {
+    const float delta = beta * (v_row[i] - sk[i]);
+    if (sub == i) out_row = scale * (sq[i] + delta * kq);
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j)
+      *reinterpret_cast<float4*>(new_state + base + at(i, j)) =
+          make_float4(s[i][j].x + delta * kv[j].x, s[i][j].y + delta * kv[j].y, s[i][j].z + delta * kv[j].z,
+                      s[i][j].w + delta * kv[j].w);
   }
-  if (lane < kRows) out[seq_head * kV + row0 + lane] = __float2bfloat16(out_lane);
+  if (sub < kSlots) out[seq_head * kV + row0 + sub * kRowsPerStep] = __float2bfloat16(out_row);
 }
 
 }  // namespace gdn_decode
@@ -107,14 +131,14 @@ decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restri
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-template <int kRows, int kWarps>
+template <int kRows, int kWarps, int kLanes>
 static void launch(int batch, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                    const c10::optional<torch::Tensor>& state, const torch::Tensor& A_log, const torch::Tensor& a,
                    const torch::Tensor& dt_bias, const torch::Tensor& b, float scale, torch::Tensor& output,
                    torch::Tensor& new_state) {
   auto bf16 = [](const torch::Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr<at::BFloat16>()); };
   const int blocks = batch * gdn_decode::kVHeads * (gdn_decode::kV / (kRows * kWarps));
-  gdn_decode::decode_kernel<kRows, kWarps><<<blocks, 32 * kWarps, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  gdn_decode::decode_kernel<kRows, kWarps, kLanes><<<blocks, 32 * kWarps, 0, c10::cuda::getCurrentCUDAStream()>>>(
       bf16(q), bf16(k), bf16(v), state.has_value() ? state->data_ptr<float>() : nullptr, A_log.data_ptr<float>(),
       bf16(a), dt_bias.data_ptr<float>(), bf16(b), reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()),
       new_state.data_ptr<float>(), scale);
@@ -128,13 +152,26 @@ void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<tor
   if (batch == 0) return;
   const c10::cuda::CUDAGuard on_inputs_device(q.device());
   const float s = scale == 0.0 ? 1.f / sqrtf(static_cast<float>(gdn_decode::kK)) : static_cast<float>(scale);
-#if defined(GDN_DECODE_ROWS) && defined(GDN_DECODE_WARPS)  // benchmarks: one shape at every B
-  launch<GDN_DECODE_ROWS, GDN_DECODE_WARPS>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+#if defined(GDN_DECODE_ROWS)  // benchmarks: one shape at every B
+  launch<GDN_DECODE_ROWS, GDN_DECODE_WARPS, GDN_DECODE_LANES>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
 #else
-  if (batch <= GDN_DECODE_SMALL_BATCH)
-    launch<4, 2>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  // (rows per warp, warps per block, lanes per row) by batch size, from the H200 sweeps in
+  // results/NVIDIA_H200/sweeps/gdn_decode_v3_streaming.txt (us, against v2's 8 x 1 x 32):
+  // - up to 12 sequences, 16-row blocks of four 4-row warps, 8 lanes a row (3 butterfly levels):
+  //   B = 1 2.21 -> 1.98, B = 4 3.01 -> 2.82;
+  // - to 16, 4 x 2 x 32 (B = 16 5.86; 4 x 4 x 8 jumps to 6.4 there);
+  // - to 28 and from 41 to 56, 8 x 1 x 32 (B = 24 7.58 against 8.06 for 16-row warps; B = 48
+  //   0.6-1.7% ahead of them in three rounds);
+  // - else 16-row one-warp blocks, 16 lanes a row (half the warps, so presumably half the gate and
+  //   index work per byte): B = 32 10.46 -> 9.87, B = 64 18.61 -> 18.30; level at 40, 96 and 128.
+  if (batch <= 12)
+    launch<4, 4, 8>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  else if (batch <= 16)
+    launch<4, 2, 32>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  else if (batch <= 28 || (batch > 40 && batch <= 56))
+    launch<8, 1, 32>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
   else
-    launch<8, 1>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+    launch<16, 1, 16>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
 #endif
 }
 
