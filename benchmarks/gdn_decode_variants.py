@@ -2,7 +2,7 @@
 
     python benchmarks/gdn_decode_variants.py [hints | cuda] [B ...]   (default B: 1 4 8 16 32 48 64 128 256)
         the Triton variants below; "hints": the state's cache hints; "cuda": the CUDA solution's
-        kernel.cu built with each of CUDA_VARIANTS' flags. "solution" is the Triton solution.
+        kernel.cu built with each of CUDA_VARIANTS' flags. "triton" is the Triton solution (the CUDA default's twin).
     TRITON_INTERPRET=1 python benchmarks/gdn_decode_variants.py check   (CPU: every variant
         against the float64 oracle at B = 2 and 3, with and without a state)
 
@@ -181,7 +181,7 @@ def sweep(batches, variants):
             print(f"    {name}: WRONG without a state, errors {errs[0]:.1e} / {errs[1]:.1e}")
     print(f"## GDN decode variants ({method()}), us; Triton (BV, STEPS, warps, STAGES, FUSED, "
           "ROWS_FIRST, STREAM_STORE, LOAD_HINT)\n")
-    print("| B | floor | copy | solution | " + " | ".join(names) + " | fla | flashinfer | best | best TB/s |")
+    print("| B | floor | copy | triton | " + " | ".join(names) + " | fla | flashinfer | best | best TB/s |")
     print("| --- " * (len(names) + 8) + "|")
     for batch in batches:
         args = gdn_decode_inputs(batch, "cuda", seed=batch)
