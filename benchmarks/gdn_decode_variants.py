@@ -6,9 +6,9 @@
     TRITON_INTERPRET=1 python benchmarks/gdn_decode_variants.py check   (CPU: every variant
         against the float64 oracle at B = 2 and 3, with and without a state)
 
-The solution's kernel (triton/main.py) gives each one-warp program 8 state rows of one
-(sequence, head): per row it reduces S k, updates the row, then reduces S q. The two ideas
-measured here:
+The Triton solution's kernel (triton/main.py, the CUDA default's twin) gives each one-warp
+program 8 state rows of one (sequence, head): per row it reduces S k, updates the row, then
+reduces S q. The two ideas measured here:
 - rows per program in a loop (STEPS row blocks of BV rows, software-pipelined over STAGES),
   so that at large B fewer, longer programs keep loads in flight while earlier rows are
   stored (FlashInfer's decode streams a whole head per 4-warp block through a cp.async ring);
