@@ -145,7 +145,11 @@ def _build_cuda(item):
     tag = name.replace(" ", "_")
     out = Path(f"/tmp/gdn_decode_cuda/{tag}")
     out.mkdir(parents=True, exist_ok=True)
-    source = Path(__file__).resolve().parent.parent / f"fibkit/solutions/{DECODE}/cuda/kernel.cu"
+    root = Path(__file__).resolve().parent.parent
+    # A flag "source=PATH" (from the project root) builds another kernel.cu, e.g. an earlier version.
+    sources = [f.split("=", 1)[1] for f in flags if f.startswith("source=")]
+    flags = [f for f in flags if not f.startswith("source=")]
+    source = root / (sources[0] if sources else f"fibkit/solutions/{DECODE}/cuda/kernel.cu")
     module = load(name=f"gdn_decode_{tag}", sources=[str(source)], build_directory=str(out),
                   extra_cuda_cflags=flags + ["-O3", "-lineinfo"], verbose=False)
     return module
@@ -156,13 +160,16 @@ def _build_only(item):
 
 
 # The CUDA solution's kernel.cu as it ships ("cu default") and forced to one (rows per warp,
-# warps per block, lanes per row) at every batch size.
+# warps per block, lanes per row, gate first: g scales the state before the dots, else in the
+# stores) at every batch size.
 CUDA_VARIANTS = {"cu default": []} | {
-    f"cu r{rows} w{warps} l{lanes}": [f"-DGDN_DECODE_ROWS={rows}", f"-DGDN_DECODE_WARPS={warps}",
-                                      f"-DGDN_DECODE_LANES={lanes}"]
-    for rows, warps, lanes in ((4, 2, 32), (4, 8, 8), (4, 4, 16), (2, 8, 16), (8, 2, 16), (4, 2, 16),
-                               (8, 1, 32), (8, 1, 16), (8, 1, 8), (16, 1, 16), (16, 2, 16), (8, 2, 32),
-                               (16, 1, 32))}
+    f"cu r{rows} w{warps} l{lanes} g{int(first)}": [f"-DGDN_DECODE_ROWS={rows}", f"-DGDN_DECODE_WARPS={warps}",
+                                                  f"-DGDN_DECODE_LANES={lanes}", f"-DGDN_DECODE_GATE_FIRST={str(first).lower()}"]
+    for rows, warps, lanes in ((4, 4, 8), (4, 8, 8), (8, 1, 32), (16, 1, 16)) for first in (True, False)}
+# An earlier kernel beside it: a flag "source=PATH" (from the project root; an untracked file
+# there travels to the device) builds that file instead, e.g. v3's kernel saved with
+# git show 42ad0d8:fibkit/solutions/gdn_decode_qk4_v8_d128_k_last/cuda/kernel.cu > v3.cu and
+# CUDA_VARIANTS["cu v3"] = ["source=v3.cu"] (how the v4 sweeps compared the two).
 
 
 def sweep(batches, variants):

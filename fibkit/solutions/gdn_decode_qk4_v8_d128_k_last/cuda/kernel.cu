@@ -1,6 +1,6 @@
 // GDN decode as one CUDA kernel per call: the definition's default solution (../triton is its
-// twin, which the CPU tests run through the Triton interpreter). docs/perf-notes.md, decode v2
-// and v3, has the H200 measurements behind each choice below.
+// twin, which the CPU tests run through the Triton interpreter). docs/perf-notes.md, GDN decode
+// v2 to v4, has the H200 measurements behind each choice below.
 //
 // Shapes: q, k [B, 1, 4, 128] bf16; v [B, 1, 8, 128] bf16; a, b [B, 1, 8] bf16; A_log, dt_bias
 // [8] fp32; state / new_state [B, 8, 128 (V), 128 (K)] fp32, k-last; output [B, 1, 8, 128] bf16.
@@ -30,6 +30,23 @@ __device__ __forceinline__ float4 load_bf16x4(const __nv_bfloat16* p) {
 }
 
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ __forceinline__ float4 scaled(float4 a, float c) { return make_float4(a.x * c, a.y * c, a.z * c, a.w * c); }
+
+// f(0) + ... + f(n - 1), in order from 0 (a chain n adds deep, as v3 summed) or pairwise (log2(n)
+// deep; the compiler keeps the order of float adds as written).
+template <int n, bool kPairwise, typename F>
+__device__ __forceinline__ float chunk_sum(F f) {
+  if constexpr (n == 1) {
+    return f(0);
+  } else if constexpr (kPairwise) {
+    return chunk_sum<n / 2, true>(f) + chunk_sum<n - n / 2, true>([&](int j) { return f(j + n / 2); });
+  } else {
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < n; ++j) sum += f(j);
+    return sum;
+  }
+}
 
 // kLanes lanes share a row, so a warp instruction covers 32 / kLanes rows, each a contiguous
 // 16 kLanes bytes; lane (group g, sub s) holds float4 chunks s, s + kLanes, ... of its rows. A
@@ -37,7 +54,7 @@ __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a
 // 2 (kRows kLanes / 32) log2(kLanes) + log2(kLanes) shuffles (85 for 8 rows at 32 lanes a row, 15
 // at 8). Fewer levels shorten the chain after the loads land, which is what a small batch waits
 // on; at B >= 16 fewer lanes a row measured no faster (the shuffles are not what bounds it there).
-template <int kRows, int kWarps, int kLanes>
+template <int kRows, int kWarps, int kLanes, bool kGateFirst>
 __global__ void __launch_bounds__(32 * kWarps)
 decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
               const __nv_bfloat16* __restrict__ v, const float* state, const float* __restrict__ A_log,
@@ -84,20 +101,22 @@ decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restri
   const float g = expf(-expf(A_log[head]) * softplus);
   const float beta = 1.f / (1.f + expf(-__bfloat162float(b[seq_head])));
 
-  // Lane partials of (g S) k and (g S) q per row, then each butterfly level for every row at
-  // once, so that the rows' shuffles overlap.
-  float sk[kSlots], sq[kSlots], kq = 0.f;
-#pragma unroll
-  for (int j = 0; j < kChunks; ++j) kq += dot4(kv[j], qv[j]);
+  // Lane partials of S k and S q per row, then each butterfly level for every row at once, so
+  // that the rows' shuffles overlap. Two orders, picked by batch size from measurement (the
+  // dispatch below): the gate g scales S before the dots, whose partials are summed in order
+  // (v3's kernel, kGateFirst); or g scales only the stores, g S + delta k, and the dots after the
+  // butterflies, g (S k) and g (S q), so the dots, summed pairwise, need not wait for the gate's
+  // chain of exponentials.
+  float sk[kSlots], sq[kSlots];
+  float kq = chunk_sum<kChunks, !kGateFirst>([&](int j) { return dot4(kv[j], qv[j]); });
 #pragma unroll
   for (int i = 0; i < kSlots; ++i) {
-    sk[i] = sq[i] = 0.f;
+    if constexpr (kGateFirst) {
 #pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
-      s[i][j] = make_float4(s[i][j].x * g, s[i][j].y * g, s[i][j].z * g, s[i][j].w * g);
-      sk[i] += dot4(s[i][j], kv[j]);
-      sq[i] += dot4(s[i][j], qv[j]);
+      for (int j = 0; j < kChunks; ++j) s[i][j] = scaled(s[i][j], g);
     }
+    sk[i] = chunk_sum<kChunks, !kGateFirst>([&](int j) { return dot4(s[i][j], kv[j]); });
+    sq[i] = chunk_sum<kChunks, !kGateFirst>([&](int j) { return dot4(s[i][j], qv[j]); });
   }
 #pragma unroll
   for (int offset = kLanes / 2; offset > 0; offset /= 2) {
@@ -109,17 +128,22 @@ decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restri
     kq += __shfl_xor_sync(0xffffffffu, kq, offset);
   }
 
-  // delta = beta (v - S k); o = scale (S + delta k^T) q = scale (S q + delta (k.q)).
+  // delta = beta (v - g S k); o = scale (g S + delta k^T) q = scale (g S q + delta (k.q)).
+  const float gate = kGateFirst ? 1.f : g;  // what the dots still lack
   float out_row = 0.f;
 #pragma unroll
   for (int i = 0; i < kSlots; ++i) {
-    const float delta = beta * (v_row[i] - sk[i]);
-    if (sub == i) out_row = scale * (sq[i] + delta * kq);
+    const float delta = beta * (v_row[i] - gate * sk[i]);
+    if (sub == i) out_row = scale * (gate * sq[i] + delta * kq);
 #pragma unroll
-    for (int j = 0; j < kChunks; ++j)
+    for (int j = 0; j < kChunks; ++j) {
+      const float4 t = s[i][j];
       *reinterpret_cast<float4*>(new_state + base + at(i, j)) =
-          make_float4(s[i][j].x + delta * kv[j].x, s[i][j].y + delta * kv[j].y, s[i][j].z + delta * kv[j].z,
-                      s[i][j].w + delta * kv[j].w);
+          kGateFirst ? make_float4(fmaf(delta, kv[j].x, t.x), fmaf(delta, kv[j].y, t.y), fmaf(delta, kv[j].z, t.z),
+                                   fmaf(delta, kv[j].w, t.w))
+                     : make_float4(fmaf(g, t.x, delta * kv[j].x), fmaf(g, t.y, delta * kv[j].y),
+                                   fmaf(g, t.z, delta * kv[j].z), fmaf(g, t.w, delta * kv[j].w));
+    }
   }
   if (sub < kSlots) out[seq_head * kV + row0 + sub * kRowsPerStep] = __float2bfloat16(out_row);
 }
@@ -131,14 +155,14 @@ decode_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restri
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-template <int kRows, int kWarps, int kLanes>
+template <int kRows, int kWarps, int kLanes, bool kGateFirst>
 static void launch(int batch, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                    const c10::optional<torch::Tensor>& state, const torch::Tensor& A_log, const torch::Tensor& a,
                    const torch::Tensor& dt_bias, const torch::Tensor& b, float scale, torch::Tensor& output,
                    torch::Tensor& new_state) {
   auto bf16 = [](const torch::Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr<at::BFloat16>()); };
   const int blocks = batch * gdn_decode::kVHeads * (gdn_decode::kV / (kRows * kWarps));
-  gdn_decode::decode_kernel<kRows, kWarps, kLanes><<<blocks, 32 * kWarps, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  gdn_decode::decode_kernel<kRows, kWarps, kLanes, kGateFirst><<<blocks, 32 * kWarps, 0, c10::cuda::getCurrentCUDAStream()>>>(
       bf16(q), bf16(k), bf16(v), state.has_value() ? state->data_ptr<float>() : nullptr, A_log.data_ptr<float>(),
       bf16(a), dt_bias.data_ptr<float>(), bf16(b), reinterpret_cast<__nv_bfloat16*>(output.data_ptr<at::BFloat16>()),
       new_state.data_ptr<float>(), scale);
@@ -153,25 +177,33 @@ void kernel(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<tor
   const c10::cuda::CUDAGuard on_inputs_device(q.device());
   const float s = scale == 0.0 ? 1.f / sqrtf(static_cast<float>(gdn_decode::kK)) : static_cast<float>(scale);
 #if defined(GDN_DECODE_ROWS)  // benchmarks: one shape at every B
-  launch<GDN_DECODE_ROWS, GDN_DECODE_WARPS, GDN_DECODE_LANES>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  launch<GDN_DECODE_ROWS, GDN_DECODE_WARPS, GDN_DECODE_LANES, GDN_DECODE_GATE_FIRST>(batch, q, k, v, state, A_log, a,
+                                                                                 dt_bias, b, s, output, new_state);
 #else
-  // (rows per warp, warps per block, lanes per row) by batch size, from the H200 sweeps in
-  // results/NVIDIA_H200/sweeps/gdn_decode_v3_streaming.txt (us, against v2's 8 x 1 x 32):
-  // - up to 12 sequences, 16-row blocks of four 4-row warps, 8 lanes a row (3 butterfly levels):
-  //   B = 1 2.21 -> 1.98, B = 4 3.01 -> 2.82;
-  // - to 16, 4 x 2 x 32 (B = 16 5.86; 4 x 4 x 8 jumps to 6.4 there);
+  // (rows per warp, warps per block, lanes per row, gate first) by batch size, from the H200
+  // sweeps in results/NVIDIA_H200/sweeps/gdn_decode_v{3,4}_*.txt (us):
+  // - up to 12 sequences, 16-row blocks of four 4-row warps, 8 lanes a row (3 butterfly levels;
+  //   v2's 8 x 1 x 32 took 2.21 at B = 1, 3.01 at B = 4). The gate first up to 4 (B = 1 1.92
+  //   against 1.95-2.05 with the gate in the stores; the gate first with pairwise sums was no
+  //   faster than the gate in the stores, so it is the in-order sums that help there, for a
+  //   reason the sweeps do not show), in the stores from 5 (B = 8 3.97 against 4.05-4.10, B = 12
+  //   4.77-4.82 against 4.99-5.06);
+  // - to 16, 4 x 8 x 8 (B = 16 5.74 against 5.86 for v3's 4 x 2 x 32);
   // - to 28 and from 41 to 56, 8 x 1 x 32 (B = 24 7.58 against 8.06 for 16-row warps; B = 48
   //   0.6-1.7% ahead of them in three rounds);
   // - else 16-row one-warp blocks, 16 lanes a row (half the warps, so presumably half the gate and
-  //   index work per byte): B = 32 10.46 -> 9.87, B = 64 18.61 -> 18.30; level at 40, 96 and 128.
-  if (batch <= 12)
-    launch<4, 4, 8>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  //   index work per byte): B = 32 10.46 -> 9.87, B = 64 18.61 -> 18.30; level at 40, 96 and 128;
+  //   with the gate in the stores B = 32 9.70 and B = 64 18.08-18.11 (v3: 9.89, 18.30-18.34).
+  if (batch <= 4)
+    launch<4, 4, 8, true>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+  else if (batch <= 12)
+    launch<4, 4, 8, false>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
   else if (batch <= 16)
-    launch<4, 2, 32>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+    launch<4, 8, 8, false>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
   else if (batch <= 28 || (batch > 40 && batch <= 56))
-    launch<8, 1, 32>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+    launch<8, 1, 32, false>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
   else
-    launch<16, 1, 16>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
+    launch<16, 1, 16, false>(batch, q, k, v, state, A_log, a, dt_bias, b, s, output, new_state);
 #endif
 }
 
