@@ -58,7 +58,7 @@ def test_decode_small(batch, with_state, scale, config, device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 12, 13, 16, 17, 28, 29, 32, 40, 41, 48, 56, 57, 64, 100, 128, 256])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 8, 12, 13, 16, 17, 28, 29, 32, 40, 41, 48, 56, 57, 64, 100, 128, 256])
 @pytest.mark.parametrize("with_state,scale", [(True, 0.0), (False, 0.125)])
 @pytest.mark.parametrize("variant", ["triton", "cuda"])
 def test_decode_batches_gpu(batch, with_state, scale, variant):
